@@ -1,0 +1,65 @@
+"""The `tunegate` command line. Heavy imports (torch, transformers, metrics) happen inside
+commands, so `tunegate --help` starts instantly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from harness.cli import quickstart, results, run, suites_cmd
+from harness.cli.common import console_err
+from harness.errors import UserError
+
+app = typer.Typer(
+    name="tunegate",
+    help="Evaluation-first harness for LLM fine-tuning: run suites, store every output in DuckDB, "
+    "compare runs with paired statistics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run.run_cmd)
+app.command("runs")(results.runs_cmd)
+app.command("show")(results.show_cmd)
+app.command("compare")(results.compare_cmd)
+app.command("quickstart")(quickstart.quickstart_cmd)
+app.add_typer(suites_cmd.app, name="suites")
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2; --debug shows tracebacks."""
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    # Local models only: never reach for a model hub unless the user asks for it.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        if debug:
+            raise
+        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console_err.print("[yellow]interrupted[/]: finished batches are stored; "
+                          "continue with `tunegate run --resume RUN_ID`")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        raise

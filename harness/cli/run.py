@@ -1,0 +1,65 @@
+"""`tunegate run`: evaluate a model on suites, storing every output and score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from harness.cli.common import DEFAULT_DB, DbOption, console, progress_bars
+from harness.errors import UserError
+
+
+def run_cmd(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model spec: smollm2, hf:DIR, gguf:FILE, …?adapter=DIR")] = None,
+    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="Suite file or built-in name (repeatable).")] = None,
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue an interrupted run: only missing examples are done.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (matters only when sampling).")] = 1234,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Prompts per model batch.")] = 8,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run SUITE(s) on MODEL and store every generation and score."""
+    from harness.runner import RunOptions
+
+    if resume:
+        model, suite = _resume_target(db, resume, model, suite)
+    if not model or not suite:
+        raise UserError("give --model and at least one --suite (or --resume RUN_ID)")
+    if resume and len(suite) != 1:
+        raise UserError("--resume continues one run: give one --suite (or none)")
+    outcomes = evaluate(model, suite, db, RunOptions(limit=limit, seed=seed, batch_size=batch_size,
+                                                     resume=resume), progress=progress)
+    for o in outcomes:
+        console.print(f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples "
+                      f"({o.n_new} new, {o.n_examples - o.n_new} stored/cached, {o.n_errors} errors)")
+    console.print(f"see: tunegate show RUN_ID --db {db}")
+
+
+def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = True) -> list:
+    """Validate every input first, then load the model and run the suites one by one."""
+    from harness.models import parse_model_spec, resolve_model
+    from harness.models.hf import HFModel
+    from harness.runner import run_suite
+    from harness.store import Store
+    from suites import load_suite
+
+    loaded = [load_suite(s) for s in suites]  # bad suite files fail before anything is stored
+    spec = parse_model_spec(model)
+    resolved = resolve_model(spec)
+    backend = HFModel(resolved)
+    outcomes = []
+    with Store(db, must_exist=bool(options.resume)) as store, progress_bars(progress) as start:
+        for s in loaded:
+            outcomes.append(run_suite(store, backend, s, options, on_start=start))
+    return outcomes
+
+
+def _resume_target(db: Path, run_id: str, model: str | None, suite: list[str] | None):
+    from harness.store import Store
+
+    with Store(db, must_exist=True) as store:
+        run = store.get_run(run_id)
+    return (model or run.config.get("model_spec"), suite or [run.config.get("suite_path")])

@@ -1,0 +1,53 @@
+"""`tunegate suites ls | validate | metrics`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from harness.cli.common import console
+
+app = typer.Typer(help="List and validate suites.", no_args_is_help=True)
+
+
+@app.command("ls")
+def ls_cmd() -> None:
+    """List the built-in suites."""
+    from suites import builtin_suites, load_suite
+
+    t = Table("name", "kind", "examples", "description")
+    for name, path in builtin_suites().items():
+        s = load_suite(path)
+        t.add_row(name, s.kind, str(len(s.examples)), s.config.description)
+    console.print(t)
+
+
+@app.command("validate")
+def validate_cmd(files: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")]) -> None:
+    """Check suite files (schema, metrics, data) without running a model."""
+    from suites import load_suite
+
+    for f in files:
+        s = load_suite(f)
+        console.print(f"[green]ok[/] {f}: {s.kind} suite '{s.config.name}', {len(s.examples)} examples, "
+                      f"metrics {', '.join(m.name for m in s.metrics)}")
+
+
+@app.command("metrics")
+def metrics_cmd() -> None:
+    """List the registered metrics and their options."""
+    import inspect
+
+    from suites.metrics import METRICS
+
+    t = Table("metric", "options", "better", "description")
+    for name in METRICS.names():
+        e = METRICS.get(name)
+        sig = inspect.signature(e.factory)
+        opts = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
+                         for p in sig.parameters.values())
+        t.add_row(name, opts, "↑" if e.info["higher_is_better"] else "↓",
+                  (inspect.getdoc(e.factory) or "").split("\n")[0])
+    console.print(t)

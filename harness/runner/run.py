@@ -1,0 +1,147 @@
+"""One model on one suite, as a stored run that can be interrupted and resumed."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import secrets
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from harness.errors import UserError
+from harness.runner.execute import execute
+from harness.runner.plan import plan_items
+from harness.store import Store
+from suites import SuiteKind, content_hash, suite_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    limit: int | None = None
+    """Only the first N examples of the suite."""
+    seed: int = 1234
+    batch_size: int = 8
+    resume: str | None = None
+    """Run id to continue: only examples without a stored result are done."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    suite: str
+    n_examples: int
+    n_new: int
+    n_errors: int
+    model_calls: int
+
+
+def run_suite(
+    store: Store,
+    backend: Any,
+    suite: SuiteKind,
+    options: RunOptions,
+    on_start: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> RunOutcome:
+    """Run `suite` on `backend`, writing every finished batch to `store`.
+
+    `on_start(description, total)` returns a progress callback (the CLI's progress bar).
+    KeyboardInterrupt marks the run 'interrupted', any other exception 'failed'; both keep
+    the finished batches, and `RunOptions(resume=run_id)` continues from them.
+    """
+    resolved = backend.resolved
+    sid = suite_id(suite)
+    examples = suite.examples[: options.limit] if options.limit else suite.examples
+    if options.resume:
+        run = store.get_run(options.resume)
+        if run.suite_id != sid:
+            raise UserError(f"run {run.run_id} is of suite '{run.suite_id}', not '{sid}' "
+                            "(the suite or its data changed since)")
+        if run.model_id != resolved.model_id:
+            raise UserError(f"run {run.run_id} is of model {run.model_id} ({run.model_spec}), "
+                            f"not {resolved.model_id}")
+        if run.status == "completed":
+            raise UserError(f"run {run.run_id} is already completed")
+        run_id = run.run_id
+        limit = run.config.get("limit")  # the original run's limit, not today's flags
+        examples = suite.examples[:limit] if limit else suite.examples
+        done = store.done_example_ids(run_id)
+        store.reopen_run(run_id)
+    else:
+        _register(store, resolved, suite, sid)
+        run_id = new_run_id()
+        done = set()
+        store.create_run(
+            run_id, resolved.model_id, sid,
+            config={"limit": options.limit, "batch_size": options.batch_size, "model_spec": resolved.spec.raw,
+                    "suite_path": str(suite.path), "suite": suite.config.model_dump(mode="json")},
+            seed=options.seed, versions=versions(), git_sha=git_sha(), host=platform.node(),
+            n_examples=len(examples),
+            metrics=[(m.name, m.spec, m.aggregation, m.higher_is_better, m.binary) for m in suite.metrics],
+        )
+    _seed_everything(options.seed)
+    items = plan_items(suite, examples, done, resolved.fingerprint, backend.render_chat, options.seed)
+    progress = on_start(f"{suite.config.name}", len(items)) if on_start else (lambda n: None)
+    calls_before = sum(backend.calls.values())
+    try:
+        execute(store, run_id, suite, items, backend, options.batch_size, progress)
+    except KeyboardInterrupt:
+        store.mark_run(run_id, "interrupted", "interrupted by user")
+        raise
+    except Exception as e:
+        store.mark_run(run_id, "failed", f"{type(e).__name__}: {e}")
+        raise
+    store.mark_run(run_id, "completed")
+    n_done, n_err = store.counts(run_id)
+    return RunOutcome(run_id, suite.config.name, n_done, len(items), n_err,
+                      sum(backend.calls.values()) - calls_before)
+
+
+def _register(store: Store, resolved: Any, suite: SuiteKind, sid: str) -> None:
+    if resolved.adapter is not None:
+        store.upsert_model(resolved.base_model_id, resolved.spec.raw.split("?")[0], resolved.spec.kind,
+                           resolved.base_fingerprint, load_options=resolved.options)
+    store.upsert_model(resolved.model_id, resolved.spec.raw, resolved.spec.kind, resolved.fingerprint,
+                       base_model_id=resolved.base_model_id,
+                       adapter_path=str(resolved.adapter) if resolved.adapter else None,
+                       load_options=resolved.options)
+    store.upsert_suite(sid, suite.config.name, suite.kind, content_hash(suite), str(suite.path),
+                       suite.config.model_dump(mode="json"),
+                       [(ex.id, ex.record, ex.references) for ex in suite.examples])
+
+
+def new_run_id() -> str:
+    return "r-" + secrets.token_hex(4)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("tunegate", "torch", "transformers", "peft", "duckdb"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)

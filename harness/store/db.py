@@ -1,0 +1,329 @@
+"""The DuckDB store: one file, migrated on open, written in per-batch transactions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from harness.errors import UserError
+from harness.store.migrations import MIGRATIONS
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one model on one suite."""
+
+    run_id: str
+    model_id: str
+    suite_id: str
+    status: str
+    config: dict[str, Any]
+    seed: int | None
+    started_at: Any
+    ended_at: Any
+    n_examples: int
+    suite_name: str
+    suite_kind: str
+    model_spec: str
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    example_id: str
+    metric: str
+    value: float | None
+    weight: float = 1.0
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    cache_key: str
+    model_id: str
+    request_type: str
+    prompt: str
+    params: dict[str, Any]
+    output: str | None
+    result: dict[str, Any] | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_s: float | None = None
+    error: str | None = None
+
+
+def _j(v: Any) -> str | None:
+    return None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+class Store:
+    """Typed access to the tunegate DuckDB file. Every open migrates first."""
+
+    def __init__(self, path: str | Path, *, must_exist: bool = False) -> None:
+        self.path = Path(path)
+        if must_exist and not self.path.exists():
+            raise UserError(f"no tunegate store at {self.path} (run `tunegate run` first or pass --db)")
+        try:
+            self.db = duckdb.connect(str(self.path))
+        except duckdb.Error as e:
+            raise UserError(f"cannot open store {self.path}: {e}") from None
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
+        )
+        applied = {r[0] for r in self.db.execute("SELECT version FROM schema_version").fetchall()}
+        for number, fn in enumerate(MIGRATIONS, start=1):
+            if number in applied:
+                continue
+            with self.transaction():
+                fn(self.db)
+                self.db.execute(
+                    "INSERT INTO schema_version (version, name) VALUES (?, ?)", [number, fn.__name__]
+                )
+
+    def schema_version(self) -> int:
+        return self.db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- models and suites --------------------------------------------------------------
+    def upsert_model(
+        self,
+        model_id: str,
+        spec: str,
+        kind: str,
+        fingerprint: str,
+        *,
+        base_model_id: str | None = None,
+        adapter_path: str | None = None,
+        load_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO models (model_id, spec, kind, fingerprint, base_model_id, adapter_path,"
+            " load_options) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [model_id, spec, kind, fingerprint, base_model_id, adapter_path, _j(load_options)],
+        )
+
+    def upsert_suite(
+        self,
+        suite_id: str,
+        name: str,
+        kind: str,
+        content_hash: str,
+        path: str,
+        config: dict[str, Any],
+        examples: Sequence[tuple[str, dict[str, Any], list[str]]],
+    ) -> None:
+        """Store the suite and its examples once; a changed suite has a new id."""
+        exists = self.db.execute("SELECT 1 FROM suites WHERE suite_id = ?", [suite_id]).fetchone()
+        if exists:
+            return
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO suites (suite_id, name, kind, content_hash, path, config)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [suite_id, name, kind, content_hash, path, _j(config)],
+            )
+            self.db.executemany(
+                "INSERT INTO examples (suite_id, example_id, position, input, reference)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(suite_id, eid, i, _j(inp), _j(ref)) for i, (eid, inp, ref) in enumerate(examples)],
+            )
+
+    # -- runs ---------------------------------------------------------------------------
+    def create_run(
+        self,
+        run_id: str,
+        model_id: str,
+        suite_id: str,
+        *,
+        config: dict[str, Any],
+        seed: int | None,
+        versions: dict[str, str],
+        git_sha: str | None,
+        host: str,
+        n_examples: int,
+        metrics: Sequence[tuple[str, dict[str, Any], str, bool, bool]],
+    ) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO runs (run_id, model_id, suite_id, status, config, seed, versions,"
+                " git_sha, host, started_at, n_examples)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, current_timestamp, ?)",
+                [run_id, model_id, suite_id, _j(config), seed, _j(versions), git_sha, host, n_examples],
+            )
+            self.db.executemany(
+                "INSERT INTO run_metrics (run_id, metric, spec, aggregation, higher_is_better, is_binary)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, name, _j(spec), agg, hib, binary) for name, spec, agg, hib, binary in metrics],
+            )
+
+    def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, error = ?, ended_at = current_timestamp WHERE run_id = ?",
+            [status, error, run_id],
+        )
+
+    def reopen_run(self, run_id: str) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL WHERE run_id = ?",
+            [run_id],
+        )
+
+    def get_run(self, ref: str) -> RunRecord:
+        """A run by id or unique id prefix; unknown or ambiguous ids are user errors."""
+        rows = self.db.execute(
+            "SELECT r.run_id, r.model_id, r.suite_id, r.status, r.config, r.seed, r.started_at,"
+            " r.ended_at, r.n_examples, s.name, s.kind, m.spec FROM runs r"
+            " JOIN suites s USING (suite_id) JOIN models m USING (model_id)"
+            " WHERE r.run_id = ? OR r.run_id LIKE ? ORDER BY r.run_id",
+            [ref, ref.replace("%", "") + "%"],
+        ).fetchall()
+        exact = [r for r in rows if r[0] == ref]
+        rows = exact or rows
+        if not rows:
+            raise UserError(f"unknown run id '{ref}' in {self.path} (see `tunegate runs`)")
+        if len(rows) > 1:
+            raise UserError(f"run id prefix '{ref}' is ambiguous: {', '.join(r[0] for r in rows[:5])}")
+        r = rows[0]
+        return RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], r[8] or 0,
+                         r[9], r[10], r[11])
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        cur = self.db.execute(
+            "SELECT r.run_id, r.status, m.spec AS model, s.name AS suite, r.started_at,"
+            " r.n_examples, count(e.example_id) AS done, count(e.error) AS errors"
+            " FROM runs r JOIN models m USING (model_id) JOIN suites s USING (suite_id)"
+            " LEFT JOIN run_examples e USING (run_id)"
+            " GROUP BY ALL ORDER BY r.started_at DESC LIMIT ?",
+            [limit],
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def done_example_ids(self, run_id: str) -> set[str]:
+        rows = self.db.execute("SELECT example_id FROM run_examples WHERE run_id = ?", [run_id])
+        return {r[0] for r in rows.fetchall()}
+
+    # -- generation cache and results -----------------------------------------------------
+    def cached_generations(self, keys: Iterable[str]) -> dict[str, GenerationRow]:
+        """Successful generations for these cache keys (errors are never cache hits)."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return {}
+        rows = self.db.execute(
+            "SELECT cache_key, model_id, request_type, prompt, params, output, result,"
+            " prompt_tokens, output_tokens, latency_s FROM generations"
+            " WHERE error IS NULL AND cache_key IN (SELECT unnest(?))",
+            [keys],
+        ).fetchall()
+        return {
+            r[0]: GenerationRow(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5],
+                                json.loads(r[6]) if r[6] else None, r[7], r[8], r[9])
+            for r in rows
+        }
+
+    def write_batch(
+        self,
+        run_id: str,
+        generations: Sequence[GenerationRow],
+        items: Sequence[tuple[str, str | None, bool, str | None]],
+        scores: Sequence[ScoreRow],
+    ) -> None:
+        """One transaction: new generations, the run's finished examples and their scores."""
+        with self.transaction():
+            if generations:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO generations (cache_key, model_id, request_type, prompt,"
+                    " params, output, result, prompt_tokens, output_tokens, latency_s, error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(g.cache_key, g.model_id, g.request_type, g.prompt, _j(g.params), g.output,
+                      _j(g.result), g.prompt_tokens, g.output_tokens, g.latency_s, g.error)
+                     for g in generations],
+                )
+            if items:
+                self.db.executemany(
+                    "INSERT INTO run_examples (run_id, example_id, cache_key, cached, error)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(run_id, eid, key, cached, err) for eid, key, cached, err in items],
+                )
+            if scores:
+                self.db.executemany(
+                    "INSERT INTO scores (run_id, example_id, metric, value, weight, error, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, s.example_id, s.metric, s.value, s.weight, s.error, _j(s.detail))
+                     for s in scores],
+                )
+
+    # -- reading results ------------------------------------------------------------------
+    def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        cur = self.db.execute(
+            "SELECT metric, spec, aggregation, higher_is_better, is_binary FROM run_metrics"
+            " WHERE run_id = ? ORDER BY metric",
+            [run_id],
+        )
+        return [
+            {"metric": m, "spec": json.loads(s or "{}"), "aggregation": a,
+             "higher_is_better": h, "binary": b}
+            for m, s, a, h, b in cur.fetchall()
+        ]
+
+    def scores(self, run_id: str, metric: str) -> list[tuple[str, float | None, float, str | None, Any]]:
+        """(example_id, value, weight, error, detail) in suite order."""
+        rows = self.db.execute(
+            "SELECT s.example_id, s.value, s.weight, s.error, s.detail FROM scores s"
+            " JOIN runs r USING (run_id)"
+            " LEFT JOIN examples e ON e.suite_id = r.suite_id AND e.example_id = s.example_id"
+            " WHERE s.run_id = ? AND s.metric = ? ORDER BY e.position",
+            [run_id, metric],
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None) for r in rows]
+
+    def example_outputs(self, run_id: str, example_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Prompt, reference and output for some examples of a run (for regression listings)."""
+        rows = self.db.execute(
+            "SELECT re.example_id, g.prompt, g.output, re.error, e.reference FROM run_examples re"
+            " JOIN runs r USING (run_id)"
+            " LEFT JOIN generations g USING (cache_key)"
+            " LEFT JOIN examples e ON e.suite_id = r.suite_id AND e.example_id = re.example_id"
+            " WHERE re.run_id = ? AND re.example_id IN (SELECT unnest(?))",
+            [run_id, list(example_ids)],
+        ).fetchall()
+        return {
+            r[0]: {"prompt": r[1], "output": r[2], "error": r[3],
+                   "reference": json.loads(r[4]) if r[4] else []}
+            for r in rows
+        }
+
+    def counts(self, run_id: str) -> tuple[int, int]:
+        """(examples finished, examples with an error) for a run."""
+        return self.db.execute(
+            "SELECT count(*), count(error) FROM run_examples WHERE run_id = ?", [run_id]
+        ).fetchone()

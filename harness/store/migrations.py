@@ -1,0 +1,102 @@
+"""Numbered, append-only schema migrations. Never edit one that has shipped: append."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import duckdb
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
+migration = MIGRATIONS.append
+
+
+@migration
+def m001_initial(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute(
+        """
+        CREATE TABLE models (
+            model_id VARCHAR PRIMARY KEY,      -- 'm-' + fingerprint prefix
+            spec VARCHAR NOT NULL,             -- the spec as the user wrote it (first seen)
+            kind VARCHAR NOT NULL,             -- hf | gguf | alias
+            fingerprint VARCHAR NOT NULL,      -- hash of weights/adapter + load options
+            base_model_id VARCHAR,             -- set for adapters: lineage
+            adapter_path VARCHAR,
+            load_options JSON,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE suites (
+            suite_id VARCHAR PRIMARY KEY,      -- name + content hash prefix
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            content_hash VARCHAR NOT NULL,     -- hash of the suite file + its data
+            path VARCHAR,
+            config JSON,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE examples (
+            suite_id VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            position INTEGER NOT NULL,         -- order in the data file
+            input JSON,                        -- the raw record
+            reference JSON,                    -- list of reference strings (may be empty)
+            PRIMARY KEY (suite_id, example_id)
+        );
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            model_id VARCHAR NOT NULL,
+            suite_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,           -- running | completed | interrupted | failed
+            config JSON,                       -- limit, batch size, generation params, metric specs
+            seed INTEGER,
+            versions JSON,
+            git_sha VARCHAR,
+            host VARCHAR,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            n_examples INTEGER,                -- planned
+            error VARCHAR                      -- why a run failed
+        );
+        CREATE TABLE generations (
+            cache_key VARCHAR PRIMARY KEY,     -- hash(model fingerprint, prompt, params)
+            model_id VARCHAR NOT NULL,
+            request_type VARCHAR NOT NULL,     -- generate | rolling_loglikelihood
+            prompt VARCHAR,
+            params JSON,
+            output VARCHAR,
+            result JSON,                       -- non-text results (nll, token counts)
+            prompt_tokens INTEGER,
+            output_tokens INTEGER,
+            latency_s DOUBLE,                  -- batch wall time / batch size
+            error VARCHAR,                     -- set when generation failed; never a cache hit
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE run_examples (
+            run_id VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            cache_key VARCHAR,
+            cached BOOLEAN,                    -- served from the generation cache
+            error VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, example_id)
+        );
+        CREATE TABLE run_metrics (
+            run_id VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,           -- the name scores use (alias or registry name)
+            spec JSON,                         -- registry name + every bound argument
+            aggregation VARCHAR NOT NULL,
+            higher_is_better BOOLEAN NOT NULL,
+            is_binary BOOLEAN NOT NULL,        -- 0/1 values (McNemar)
+            PRIMARY KEY (run_id, metric)
+        );
+        CREATE TABLE scores (
+            run_id VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            value DOUBLE,                      -- NULL exactly when error is set
+            weight DOUBLE,
+            error VARCHAR,
+            detail JSON,
+            PRIMARY KEY (run_id, example_id, metric)
+        );
+        """
+    )

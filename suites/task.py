@@ -1,0 +1,119 @@
+"""`task` suites: prompt a model with a Jinja template per record, score with metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import Field
+
+from harness.config import GenerationParams
+from harness.errors import UserError
+from harness.store import GenerationRow, ScoreRow
+from suites.base import SUITE_KINDS, BoundMetric, Example, Request, SuiteConfig, SuiteKind, example_ids, read_jsonl
+from suites.metrics import METRICS, ExampleView
+
+_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+
+
+class TaskConfig(SuiteConfig):
+    """A generation task scored against references."""
+
+    data: str
+    """JSONL file, relative to the suite file."""
+    prompt: str
+    """Jinja template rendered with the record's fields."""
+    reference: str | None = None
+    """Record field holding the reference answer (a string or a list of strings)."""
+    id_field: str = "id"
+    """Record field with a stable example id; records without it get 'line-N'."""
+    system_prompt: str | None = None
+    chat: bool = True
+    """Wrap the prompt in the model's chat template (False: send the raw prompt)."""
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    metrics: list[str | dict[str, Any]] = Field(min_length=1)
+    """Metric names, or mappings {name, as?, ...options}."""
+
+
+@SUITE_KINDS.register("task")
+class TaskSuite(SuiteKind):
+    kind = "task"
+    config_model = TaskConfig
+    config: TaskConfig
+
+    def data_path(self) -> Path:
+        return (self.path.parent / self.config.data).resolve()
+
+    def bind_metrics(self) -> list[BoundMetric]:
+        bound, names = [], set()
+        for i, entry in enumerate(self.config.metrics):
+            loc = ("metrics", i)
+            if isinstance(entry, str):
+                name, alias, args = entry, entry, {}
+            else:
+                args = dict(entry)
+                name = args.pop("name", None)
+                if not isinstance(name, str):
+                    raise self.doc.error("a metric mapping needs 'name'", loc)
+                alias = args.pop("as", name)
+            try:
+                built = METRICS.build(name, args)
+            except UserError as e:
+                raise self.doc.error(e.detail, loc + ((e.field,) if e.field else ("name",))) from None
+            if alias in names:
+                raise self.doc.error(f"metric '{alias}' listed twice (use 'as:' to rename)", loc)
+            names.add(alias)
+            info = built.entry.info
+            bound.append(BoundMetric(alias, built.unit, built.spec, info["aggregation"],
+                                     info["higher_is_better"], info["binary"]))
+        return bound
+
+    def load_examples(self) -> list[Example]:
+        path = self.data_path()
+        rows = read_jsonl(path)
+        ids = example_ids(rows, self.config.id_field, path)
+        try:
+            template = _JINJA.from_string(self.config.prompt)
+        except jinja2.TemplateSyntaxError as e:
+            raise self.doc.error(f"invalid Jinja template: {e.message}", ("prompt",)) from None
+        examples = []
+        ref_field = self.config.reference
+        for eid, (n, rec) in zip(ids, rows):
+            try:
+                template.render(**rec)  # render once now so a missing field fails before any run
+            except jinja2.UndefinedError as e:
+                raise UserError(f"record lacks a field the prompt uses ({e.message})", path=path,
+                                line=n) from None
+            refs: list[str] = []
+            if ref_field is not None:
+                if ref_field not in rec:
+                    raise UserError("record lacks the reference field", path=path, line=n, field=ref_field)
+                value = rec[ref_field]
+                refs = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+            examples.append(Example(eid, rec, refs, n))
+        self._template = template
+        return examples
+
+    def request(self, example: Example, render_chat: Any) -> Request:
+        text = self._template.render(**example.record)
+        if self.config.chat:
+            messages = []
+            if self.config.system_prompt:
+                messages.append({"role": "system", "content": self.config.system_prompt})
+            messages.append({"role": "user", "content": text})
+            text = render_chat(messages)
+        return Request("generate", text, self.config.generation.model_dump())
+
+    def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]:
+        view = ExampleView(example.references, example.record)
+        rows = []
+        for m in self.metrics:
+            try:
+                r = m.scorer(response.output or "", view)
+            except Exception as e:  # a metric bug must not kill the run; keep it visible
+                rows.append(ScoreRow(example.id, m.name, None, 1.0, f"metric crashed: {e!r}"))
+                continue
+            rows.append(ScoreRow(example.id, m.name, None if r.error else r.value, r.weight,
+                                 r.error, r.detail))
+        return rows
