@@ -86,7 +86,8 @@ class LocatedYaml:
         try:
             return model.model_validate(self.data if data is None else data)
         except pydantic.ValidationError as e:
-            err = e.errors()[0]
+            # A misspelt key usually also shows up as a missing one: report the misspelling.
+            err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
             where = loc + tuple(p for p in err["loc"] if not _is_union_tag(p))
             msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
             raise self.error(msg, where) from None

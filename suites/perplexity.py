@@ -76,7 +76,7 @@ class PerplexitySuite(SuiteKind):
             chunks, line = [], 1
             for part in text.split(sep):
                 if part.strip():
-                    chunks.append((line, part.strip()))
+                    chunks.append((line + len(part) - len(part.lstrip("\n")), part.strip()))
                 line += part.count("\n") + sep.count("\n")
         return [Example(f"{self.config.split}-{i}", {self.config.text_field: t}, [], n)
                 for i, (n, t) in enumerate(chunks, start=1) if t.strip()]

@@ -60,7 +60,8 @@ class TaskSuite(SuiteKind):
             try:
                 built = METRICS.build(name, args)
             except UserError as e:
-                raise self.doc.error(e.detail, loc + ((e.field,) if e.field else ("name",))) from None
+                where = (e.field,) if e.field else () if isinstance(entry, str) else ("name",)
+                raise self.doc.error(e.detail, loc + where) from None
             if alias in names:
                 raise self.doc.error(f"metric '{alias}' listed twice (use 'as:' to rename)", loc)
             names.add(alias)

@@ -21,6 +21,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"tunegate {version('tunegate')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Evaluation-first harness for LLM fine-tuning."""
+
+
 app.command("run")(run.run_cmd)
 app.command("runs")(results.runs_cmd)
 app.command("show")(results.show_cmd)
@@ -42,16 +60,15 @@ def main() -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        # Non-standalone typer returns exit codes (130 for Ctrl-C) instead of raising.
+        rc = app(standalone_mode=False)
     except UserError as e:
         if debug:
             raise
         console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        console_err.print("[yellow]interrupted[/]: finished batches are stored; "
-                          "continue with `tunegate run --resume RUN_ID`")
-        sys.exit(130)
+        rc = 130
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
@@ -63,3 +80,8 @@ def main() -> None:
             e.show()
             sys.exit(2)
         raise
+    if rc == 130:
+        console_err.print("[yellow]interrupted[/]: finished batches are stored; continue with "
+                          "`tunegate run --resume RUN_ID`")
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)

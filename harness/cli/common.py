@@ -21,7 +21,11 @@ DEFAULT_DB = Path("tunegate.duckdb")
 
 @contextmanager
 def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """Yields `start(description, total) -> advance(n)`; a rich bar with ETA per suite."""
+    """Yields `start(description, total) -> advance(n)`: a rich bar with ETA per suite on a
+    terminal, one plain line per stored batch otherwise (CI logs, pipes)."""
+    if enabled and not console_err.is_terminal:
+        yield _line_progress
+        return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
@@ -39,3 +43,19 @@ def fmt(x: float, digits: int = 4) -> str:
     if x != x:  # nan
         return "–"
     return f"{x:.{digits}g}" if abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3) else f"{x:.{digits}f}"
+
+
+def _line_progress(desc: str, total: int) -> Callable[[int], None]:
+    import time
+
+    t0, done = time.monotonic(), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        elapsed = time.monotonic() - t0
+        eta = elapsed / done * (total - done) if done else float("nan")
+        console_err.print(f"{desc}: {done}/{total} stored ({elapsed:.0f}s elapsed, eta {eta:.0f}s)",
+                          highlight=False)
+
+    return advance

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real SmolLM2 (converted once per machine), real DuckDB files, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# No network, no model hub, ever.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The bundled SmolLM2 as an HF backend; the GGUF conversion is cached per machine."""
+    from harness.models import resolve_model
+    from harness.models.hf import HFModel
+
+    return HFModel(resolve_model("smollm2"))
+
+
+@pytest.fixture()
+def store(tmp_path):
+    from harness.store import Store
+
+    with Store(tmp_path / "t.duckdb") as s:
+        yield s
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """`tunegate ARGS` in a subprocess, as a user (or CI) runs it."""
+    env = {**os.environ, "COLUMNS": "200", **kw.pop("env", {})}
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def write_suite(folder: Path, yaml_text: str, data: str | None = None, data_name: str = "data.jsonl") -> Path:
+    """A suite file (and its data) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        (folder / data_name).write_text(data, encoding="utf-8")
+    path = folder / "suite.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    return path
+
+
+def table_dump(db_path: Path) -> dict[str, list]:
+    """Every row of every table, for 'nothing in the store changed' checks."""
+    import duckdb
+
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
+    finally:
+        con.close()
