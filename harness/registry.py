@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pydantic
 
@@ -68,9 +69,7 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise UserError(
-                f"unknown {self.kind} '{name}'.{hint} Known: {', '.join(self.names())}"
-            ) from None
+            raise UserError(f"unknown {self.kind} '{name}'.{hint} Known: {', '.join(self.names())}") from None
 
     def build(self, name: str, args: dict[str, Any] | None = None) -> Built[T]:
         """Build `name` with keyword `args`, validated against the factory signature."""

@@ -32,7 +32,9 @@ class MetricComparison:
     regressed: list[dict[str, Any]]
 
 
-def _arrays(rows: list[tuple[str, float | None, float, str | None, Any]]) -> tuple[list[str], stats.ScoreArrays, int]:
+def _arrays(
+    rows: list[tuple[str, float | None, float, str | None, Any]],
+) -> tuple[list[str], stats.ScoreArrays, int]:
     ok = [r for r in rows if r[3] is None and r[1] is not None]
     ids = [r[0] for r in ok]
     value = np.array([r[1] for r in ok], dtype=np.float64)
@@ -48,17 +50,28 @@ def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSumm
     out = []
     for m in store.run_metrics(run.run_id):
         _, arr, n_err = _arrays(store.scores(run.run_id, m["metric"]))
-        out.append(MetricSummary(m["metric"], m["aggregation"], m["higher_is_better"],
-                                 stats.summarize(arr, m["aggregation"]), n_err))
+        out.append(
+            MetricSummary(
+                m["metric"],
+                m["aggregation"],
+                m["higher_is_better"],
+                stats.summarize(arr, m["aggregation"]),
+                n_err,
+            )
+        )
     return run, out
 
 
-def compare_runs(store: Store, a: str, b: str, k: int = 5) -> tuple[RunRecord, RunRecord, list[MetricComparison]]:
+def compare_runs(
+    store: Store, a: str, b: str, k: int = 5
+) -> tuple[RunRecord, RunRecord, list[MetricComparison]]:
     """Paired comparison of run `b` (candidate) against run `a` (baseline), metric by metric."""
     ra, rb = store.get_run(a), store.get_run(b)
     if ra.suite_id != rb.suite_id:
-        raise UserError(f"runs {ra.run_id} ({ra.suite_id}) and {rb.run_id} ({rb.suite_id}) are of "
-                        "different suites (or suite versions); compare runs of the same suite")
+        raise UserError(
+            f"runs {ra.run_id} ({ra.suite_id}) and {rb.run_id} ({rb.suite_id}) are of "
+            "different suites (or suite versions); compare runs of the same suite"
+        )
     metrics_b = {m["metric"]: m for m in store.run_metrics(rb.run_id)}
     out = []
     for m in store.run_metrics(ra.run_id):
@@ -71,19 +84,36 @@ def compare_runs(store: Store, a: str, b: str, k: int = 5) -> tuple[RunRecord, R
         ia = np.array([c[0] for c in common], dtype=np.int64)
         ib = np.array([c[1] for c in common], dtype=np.int64)
         pa, pb = arr_a.take(ia), arr_b.take(ib)
-        paired = stats.compare_paired(pa, pb, aggregation=m["aggregation"],
-                                      higher_is_better=m["higher_is_better"], binary=m["binary"])
+        paired = stats.compare_paired(
+            pa,
+            pb,
+            aggregation=m["aggregation"],
+            higher_is_better=m["higher_is_better"],
+            binary=m["binary"],
+        )
         worst = stats.regressions(pa.value, pb.value, higher_is_better=m["higher_is_better"], k=k)
         worst_ids = [ids_a[ia[i]] for i in worst]
         outs_a = store.example_outputs(ra.run_id, worst_ids)
         outs_b = store.example_outputs(rb.run_id, worst_ids)
         regressed = [
-            {"example_id": e, "baseline": float(pa.value[i]), "candidate": float(pb.value[i]),
-             "reference": outs_a.get(e, {}).get("reference"),
-             "baseline_output": outs_a.get(e, {}).get("output"),
-             "candidate_output": outs_b.get(e, {}).get("output")}
+            {
+                "example_id": e,
+                "baseline": float(pa.value[i]),
+                "candidate": float(pb.value[i]),
+                "reference": outs_a.get(e, {}).get("reference"),
+                "baseline_output": outs_a.get(e, {}).get("output"),
+                "candidate_output": outs_b.get(e, {}).get("output"),
+            }
             for i, e in zip(worst, worst_ids)
         ]
-        out.append(MetricComparison(m["metric"], m["aggregation"], paired, (err_a, err_b),
-                                    (len(ids_a) - len(common), len(ids_b) - len(common)), regressed))
+        out.append(
+            MetricComparison(
+                m["metric"],
+                m["aggregation"],
+                paired,
+                (err_a, err_b),
+                (len(ids_a) - len(common), len(ids_b) - len(common)),
+                regressed,
+            )
+        )
     return ra, rb, out

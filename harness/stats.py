@@ -41,9 +41,7 @@ class ScoreArrays:
                 arr = np.asarray(arr, dtype=dtype).reshape(-1)
                 object.__setattr__(self, name, arr)
                 if len(arr) != len(self.value):
-                    raise ValueError(
-                        f"ScoreArrays.{name} has {len(arr)} items, not {len(self.value)}"
-                    )
+                    raise ValueError(f"ScoreArrays.{name} has {len(arr)} items, not {len(self.value)}")
 
     def take(self, idx: np.ndarray) -> ScoreArrays:
         """Return the examples at ``idx`` (an integer index array; repeats allowed)."""
@@ -268,9 +266,7 @@ def compare_paired(
     elif aggregation == "mean":
         # The mean is linear, so resampling the per-example differences is one gather, not two.
         d = candidate.value - baseline.value
-        lo, hi = _percentile_ci(
-            _bootstrap(n, lambda i: d[i].mean(axis=1), n_boot, seed), confidence
-        )
+        lo, hi = _percentile_ci(_bootstrap(n, lambda i: d[i].mean(axis=1), n_boot, seed), confidence)
     else:
         boots = _bootstrap(n, lambda idx: stat_c(idx) - stat_b(idx), n_boot, seed)
         lo, hi = _percentile_ci(boots, confidence)

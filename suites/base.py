@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -132,8 +132,12 @@ def example_ids(rows: Sequence[tuple[int, dict[str, Any]]], id_field: str | None
         else:
             eid = f"line-{n}"
         if eid in seen:
-            raise UserError(f"duplicate example id '{eid}' (first on line {seen[eid]})", path=path,
-                            line=n, field=id_field)
+            raise UserError(
+                f"duplicate example id '{eid}' (first on line {seen[eid]})",
+                path=path,
+                line=n,
+                field=id_field,
+            )
         seen[eid] = n
         ids.append(eid)
     return ids

@@ -25,8 +25,10 @@ def suite_path(ref: str) -> Path:
     builtin = builtin_suites()
     if ref in builtin:
         return builtin[ref]
-    raise UserError(f"no suite file '{ref}' and no built-in suite of that name "
-                    f"(built-in: {', '.join(builtin)})", field="suite")
+    raise UserError(
+        f"no suite file '{ref}' and no built-in suite of that name (built-in: {', '.join(builtin)})",
+        field="suite",
+    )
 
 
 def load_suite(ref: str | Path) -> SuiteKind:

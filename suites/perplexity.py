@@ -10,7 +10,16 @@ from pydantic import Field, model_validator
 
 from harness.errors import UserError
 from harness.store import GenerationRow, ScoreRow
-from suites.base import SUITE_KINDS, BoundMetric, Example, Request, SuiteConfig, SuiteKind, example_ids, read_jsonl
+from suites.base import (
+    SUITE_KINDS,
+    BoundMetric,
+    Example,
+    Request,
+    SuiteConfig,
+    SuiteKind,
+    example_ids,
+    read_jsonl,
+)
 
 
 class PerplexityConfig(SuiteConfig):
@@ -44,8 +53,10 @@ class PerplexitySuite(SuiteKind):
         return (self.path.parent / self.config.data).resolve()
 
     def bind_metrics(self) -> list[BoundMetric]:
-        spec = {"name": "perplexity", "args": {"max_length": self.config.max_length,
-                                                "stride": self._stride()}}
+        spec = {
+            "name": "perplexity",
+            "args": {"max_length": self.config.max_length, "stride": self._stride()},
+        }
         return [BoundMetric("perplexity", None, spec, "perplexity", False, False)]
 
     def _stride(self) -> int:
@@ -78,8 +89,11 @@ class PerplexitySuite(SuiteKind):
                 if part.strip():
                     chunks.append((line + len(part) - len(part.lstrip("\n")), part.strip()))
                 line += part.count("\n") + sep.count("\n")
-        return [Example(f"{self.config.split}-{i}", {self.config.text_field: t}, [], n)
-                for i, (n, t) in enumerate(chunks, start=1) if t.strip()]
+        return [
+            Example(f"{self.config.split}-{i}", {self.config.text_field: t}, [], n)
+            for i, (n, t) in enumerate(chunks, start=1)
+            if t.strip()
+        ]
 
     def request(self, example: Example, render_chat: Any) -> Request:
         params = {"max_length": self.config.max_length, "stride": self._stride()}
@@ -91,5 +105,13 @@ class PerplexitySuite(SuiteKind):
         if nll is None or not n:
             return self.error_scores(example, "no tokens scored")
         ppl = math.exp(nll / n)
-        return [ScoreRow(example.id, "perplexity", ppl, float(n), None,
-                         {"nll": nll, "n_tokens": n, "bits_per_token": nll / n / math.log(2)})]
+        return [
+            ScoreRow(
+                example.id,
+                "perplexity",
+                ppl,
+                float(n),
+                None,
+                {"nll": nll, "n_tokens": n, "bits_per_token": nll / n / math.log(2)},
+            )
+        ]

@@ -11,7 +11,16 @@ from pydantic import Field
 from harness.config import GenerationParams
 from harness.errors import UserError
 from harness.store import GenerationRow, ScoreRow
-from suites.base import SUITE_KINDS, BoundMetric, Example, Request, SuiteConfig, SuiteKind, example_ids, read_jsonl
+from suites.base import (
+    SUITE_KINDS,
+    BoundMetric,
+    Example,
+    Request,
+    SuiteConfig,
+    SuiteKind,
+    example_ids,
+    read_jsonl,
+)
 from suites.metrics import METRICS, ExampleView
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
@@ -66,8 +75,16 @@ class TaskSuite(SuiteKind):
                 raise self.doc.error(f"metric '{alias}' listed twice (use 'as:' to rename)", loc)
             names.add(alias)
             info = built.entry.info
-            bound.append(BoundMetric(alias, built.unit, built.spec, info["aggregation"],
-                                     info["higher_is_better"], info["binary"]))
+            bound.append(
+                BoundMetric(
+                    alias,
+                    built.unit,
+                    built.spec,
+                    info["aggregation"],
+                    info["higher_is_better"],
+                    info["binary"],
+                )
+            )
         return bound
 
     def load_examples(self) -> list[Example]:
@@ -84,8 +101,9 @@ class TaskSuite(SuiteKind):
             try:
                 template.render(**rec)  # render once now so a missing field fails before any run
             except jinja2.UndefinedError as e:
-                raise UserError(f"record lacks a field the prompt uses ({e.message})", path=path,
-                                line=n) from None
+                raise UserError(
+                    f"record lacks a field the prompt uses ({e.message})", path=path, line=n
+                ) from None
             refs: list[str] = []
             if ref_field is not None:
                 if ref_field not in rec:
@@ -115,6 +133,7 @@ class TaskSuite(SuiteKind):
             except Exception as e:  # a metric bug must not kill the run; keep it visible
                 rows.append(ScoreRow(example.id, m.name, None, 1.0, f"metric crashed: {e!r}"))
                 continue
-            rows.append(ScoreRow(example.id, m.name, None if r.error else r.value, r.weight,
-                                 r.error, r.detail))
+            rows.append(
+                ScoreRow(example.id, m.name, None if r.error else r.value, r.weight, r.error, r.detail)
+            )
         return rows

@@ -38,8 +38,15 @@ def store(tmp_path):
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """`tunegate ARGS` in a subprocess, as a user (or CI) runs it."""
     env = {**os.environ, "COLUMNS": "200", **kw.pop("env", {})}
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def write_suite(folder: Path, yaml_text: str, data: str | None = None, data_name: str = "data.jsonl") -> Path:

@@ -23,8 +23,9 @@ reference: a
 generation: {max_new_tokens: 6}
 metrics: [exact_match]
 """
-ROWS = "".join(json.dumps({"id": f"e{i:02d}", "q": f"What is {i} plus {i}?", "a": str(2 * i)}) + "\n"
-               for i in range(24))
+ROWS = "".join(
+    json.dumps({"id": f"e{i:02d}", "q": f"What is {i} plus {i}?", "a": str(2 * i)}) + "\n" for i in range(24)
+)
 
 
 @pytest.fixture()
@@ -34,18 +35,40 @@ def seeded_db(tmp_path):
     with Store(path) as s:
         s.upsert_model("m-1", "smollm2", "alias", "f" * 64)
         s.upsert_suite("qa-1", "qa", "task", "h", "qa.yaml", {}, [("a", {"q": 1}, ["x"])])
-        s.create_run("r-keep", "m-1", "qa-1", config={}, seed=1, versions={}, git_sha=None, host="h",
-                     n_examples=1, metrics=[("em", {}, "mean", True, True)])
+        s.create_run(
+            "r-keep",
+            "m-1",
+            "qa-1",
+            config={},
+            seed=1,
+            versions={},
+            git_sha=None,
+            host="h",
+            n_examples=1,
+            metrics=[("em", {}, "mean", True, True)],
+        )
     return path
 
 
 BAD_CASES = {
     "malformed yaml": (GOOD.replace("kind: task", "kind: [task"), ROWS, "malformed YAML"),
     "unknown key": (GOOD + "temprature: 0\n", ROWS, "suite.yaml:8 field 'temprature': unknown key"),
-    "unknown metric": (GOOD.replace("[exact_match]", "[exact_macth]"), ROWS, "Did you mean 'exact_match'"),
-    "missing data": (GOOD.replace("data.jsonl", "nope.jsonl"), ROWS, "nope.jsonl: data file not found"),
+    "unknown metric": (
+        GOOD.replace("[exact_match]", "[exact_macth]"),
+        ROWS,
+        "Did you mean 'exact_match'",
+    ),
+    "missing data": (
+        GOOD.replace("data.jsonl", "nope.jsonl"),
+        ROWS,
+        "nope.jsonl: data file not found",
+    ),
     "not json": (GOOD, ROWS + "{oops\n", "data.jsonl:25: not valid JSON"),
-    "missing field": (GOOD, ROWS + '{"id": "x", "q": "?"}\n', "data.jsonl:25 field 'a': record lacks the reference field"),
+    "missing field": (
+        GOOD,
+        ROWS + '{"id": "x", "q": "?"}\n',
+        "data.jsonl:25 field 'a': record lacks the reference field",
+    ),
     "empty dataset": (GOOD, "\n", "dataset is empty"),
 }
 
@@ -62,14 +85,26 @@ def test_bad_suite_input_exits_2_with_one_clear_line(tmp_path, seeded_db, case):
     assert table_dump(seeded_db) == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--model", "hf:/no/such/model", "--suite", "finetune-qa"], "model path does not exist: /no/such/model"),
-    (["run", "--model", "smollm2?dtype=int3", "--suite", "finetune-qa"], "dtype must be one of"),
-    (["run", "--resume", "r-nope"], "unknown run id 'r-nope'"),
-    (["show", "r-nope"], "unknown run id 'r-nope'"),
-    (["compare", "r-keep", "r-nope"], "unknown run id 'r-nope'"),
-    (["run", "--model", "smollm2", "--suite", "no-such-suite"], "no suite file 'no-such-suite'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["run", "--model", "hf:/no/such/model", "--suite", "finetune-qa"],
+            "model path does not exist: /no/such/model",
+        ),
+        (
+            ["run", "--model", "smollm2?dtype=int3", "--suite", "finetune-qa"],
+            "dtype must be one of",
+        ),
+        (["run", "--resume", "r-nope"], "unknown run id 'r-nope'"),
+        (["show", "r-nope"], "unknown run id 'r-nope'"),
+        (["compare", "r-keep", "r-nope"], "unknown run id 'r-nope'"),
+        (
+            ["run", "--model", "smollm2", "--suite", "no-such-suite"],
+            "no suite file 'no-such-suite'",
+        ),
+    ],
+)
 def test_bad_model_and_run_ids_exit_2(seeded_db, args, message):
     before = table_dump(seeded_db)
     r = run_cli(*args, "--db", str(seeded_db))
@@ -94,9 +129,27 @@ def test_help_does_not_import_torch():
 def _start_run(suite, db, *extra):
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--model", "smollm2", "--suite", str(suite),
-         "--db", str(db), "--batch-size", "2", *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--model",
+            "smollm2",
+            "--suite",
+            str(suite),
+            "--db",
+            str(db),
+            "--batch-size",
+            "2",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_stored(proc, at_least: int, timeout: float = 300) -> None:
@@ -115,8 +168,9 @@ def _wait_for_stored(proc, at_least: int, timeout: float = 300) -> None:
 def _examples(db, run_id):
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute("SELECT example_id, cache_key FROM run_examples WHERE run_id = ? ORDER BY 1",
-                           [run_id]).fetchall()
+        return con.execute(
+            "SELECT example_id, cache_key FROM run_examples WHERE run_id = ? ORDER BY 1", [run_id]
+        ).fetchall()
     finally:
         con.close()
 
@@ -149,7 +203,10 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     assert set(before) <= set(after)  # what was stored before the crash is kept as it was
     assert _only_run(db) == [(run_id, "completed")]
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT count(*), count(DISTINCT example_id) FROM scores").fetchone() == (24, 24)
+    assert con.execute("SELECT count(*), count(DISTINCT example_id) FROM scores").fetchone() == (
+        24,
+        24,
+    )
     con.close()
 
 

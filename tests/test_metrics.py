@@ -60,9 +60,7 @@ def squad_exact_match_score(prediction: str, ground_truth: str) -> bool:
     return squad_normalize_answer(prediction) == squad_normalize_answer(ground_truth)
 
 
-def metric_max_over_ground_truths(
-    metric_fn: Any, prediction: str, ground_truths: list[str]
-) -> float:
+def metric_max_over_ground_truths(metric_fn: Any, prediction: str, ground_truths: list[str]) -> float:
     return max(metric_fn(prediction, gt) for gt in ground_truths)
 
 
@@ -346,10 +344,7 @@ def test_json_schema_matches_jsonschema(obj: Any) -> None:
     r = score("json_schema", output, [], schema=SCHEMA)
     assert r.value == float(validator.is_valid(obj))
     if r.value == 0.0:
-        assert (
-            r.detail
-            and r.detail["validation_error"] == best_match(validator.iter_errors(obj)).message
-        )
+        assert r.detail and r.detail["validation_error"] == best_match(validator.iter_errors(obj)).message
 
 
 def test_json_schema_unparseable_is_zero_with_detail() -> None:
@@ -414,9 +409,7 @@ SENTIMENT = ["positive", "negative", "neutral"]
         ("Choice: n/a", ["n/a", "a"], {}, "n/a"),
     ],
 )
-def test_label_extraction(
-    output: str, labels: list[str], args: dict[str, Any], pred: str | None
-) -> None:
+def test_label_extraction(output: str, labels: list[str], args: dict[str, Any], pred: str | None) -> None:
     ref = labels[0]
     for name in ("accuracy", "macro_f1"):
         r = score(name, output, [ref], labels=labels, **args)

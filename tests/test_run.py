@@ -22,13 +22,15 @@ metrics: [exact_match, token_f1, contains]
 """
 QA_DATA = "".join(
     json.dumps({"id": f"q{i}", "q": q, "a": a}) + "\n"
-    for i, (q, a) in enumerate([
-        ("What colour is the sky on a clear day?", "blue"),
-        ("What is two plus two?", "four"),
-        ("What is the capital of France?", "Paris"),
-        ("Which animal says woof?", "dog"),
-        ("What is frozen water called?", "ice"),
-    ])
+    for i, (q, a) in enumerate(
+        [
+            ("What colour is the sky on a clear day?", "blue"),
+            ("What is two plus two?", "four"),
+            ("What is the capital of France?", "Paris"),
+            ("Which animal says woof?", "dog"),
+            ("What is frozen water called?", "ice"),
+        ]
+    )
 )
 
 
@@ -45,7 +47,8 @@ def test_run_stores_outputs_scores_and_metric_specs(store, smollm2, qa_suite):
     assert store.db.execute("SELECT count(*) FROM scores WHERE run_id = ?", [out.run_id]).fetchone()[0] == 15
     outputs = store.db.execute(
         "SELECT g.output FROM run_examples JOIN generations g USING (cache_key) WHERE run_id = ?",
-        [out.run_id]).fetchall()
+        [out.run_id],
+    ).fetchall()
     assert len(outputs) == 5 and all(o[0] is not None for o in outputs)
     specs = {m["metric"]: m["spec"] for m in store.run_metrics(out.run_id)}
     assert specs["exact_match"]["args"]["ignore_case"] is True
@@ -60,8 +63,9 @@ def test_second_run_is_served_from_cache_with_zero_model_calls(store, smollm2, q
     second = run_suite(store, smollm2, qa_suite, RunOptions(batch_size=4))
     assert smollm2.calls == calls and second.model_calls == 0
     assert second.run_id != first.run_id
-    cached = store.db.execute("SELECT bool_and(cached) FROM run_examples WHERE run_id = ?",
-                              [second.run_id]).fetchone()[0]
+    cached = store.db.execute(
+        "SELECT bool_and(cached) FROM run_examples WHERE run_id = ?", [second.run_id]
+    ).fetchone()[0]
     assert cached is True
     a = store.scores(first.run_id, "token_f1")
     b = store.scores(second.run_id, "token_f1")
@@ -69,10 +73,14 @@ def test_second_run_is_served_from_cache_with_zero_model_calls(store, smollm2, q
 
 
 def test_changed_generation_params_miss_the_cache(tmp_path, store, smollm2):
-    suite = load_suite(write_suite(tmp_path / "qa", QA_YAML.replace("max_new_tokens: 8", "max_new_tokens: 3"), QA_DATA))
+    suite = load_suite(
+        write_suite(tmp_path / "qa", QA_YAML.replace("max_new_tokens: 8", "max_new_tokens: 3"), QA_DATA)
+    )
     run_suite(store, smollm2, suite, RunOptions(limit=2))
     calls = smollm2.calls["generate"]
-    suite2 = load_suite(write_suite(tmp_path / "qa2", QA_YAML.replace("max_new_tokens: 8", "max_new_tokens: 4"), QA_DATA))
+    suite2 = load_suite(
+        write_suite(tmp_path / "qa2", QA_YAML.replace("max_new_tokens: 8", "max_new_tokens: 4"), QA_DATA)
+    )
     run_suite(store, smollm2, suite2, RunOptions(limit=2))
     assert smollm2.calls["generate"] > calls
 
@@ -80,8 +88,14 @@ def test_changed_generation_params_miss_the_cache(tmp_path, store, smollm2):
 def test_left_padded_batch_matches_one_by_one(smollm2):
     from harness.config import GenerationParams
 
-    prompts = [smollm2.render_chat([{"role": "user", "content": q}]) for q in (
-        "Name a colour.", "Write one short sentence about the sea and the wind at night.", "Say hi.")]
+    prompts = [
+        smollm2.render_chat([{"role": "user", "content": q}])
+        for q in (
+            "Name a colour.",
+            "Write one short sentence about the sea and the wind at night.",
+            "Say hi.",
+        )
+    ]
     params = GenerationParams(max_new_tokens=12)
     batched = {i: g.text for b in smollm2.generate(prompts, params, batch_size=3) for i, g in b}
     single = {i: g.text for b in smollm2.generate(prompts, params, batch_size=1) for i, g in b}
@@ -122,7 +136,7 @@ def test_rolling_windows_score_every_token_once():
             assert len(inp) <= max_len and len(tgt) <= len(inp)
             # each target is the token after its input position: inp[k+1] == tgt[k] inside the window
             full = inp + [tgt[-1]]
-            assert full[-len(tgt):] == tgt
+            assert full[-len(tgt) :] == tgt
             scored += tgt
         assert scored == tokens
 
@@ -138,8 +152,15 @@ def test_strided_perplexity_uses_windows_and_context_lowers_nll(smollm2):
 
 
 def test_perplexity_suite_aggregate_is_token_weighted(tmp_path, store, smollm2):
-    data = "".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(
-        ["A short line.", "A somewhat longer line of ordinary English text about the weather today."]))
+    data = "".join(
+        json.dumps({"id": f"t{i}", "text": t}) + "\n"
+        for i, t in enumerate(
+            [
+                "A short line.",
+                "A somewhat longer line of ordinary English text about the weather today.",
+            ]
+        )
+    )
     suite = load_suite(write_suite(tmp_path / "p", "name: p\nkind: perplexity\ndata: data.jsonl\n", data))
     out = run_suite(store, smollm2, suite, RunOptions())
     rows = store.scores(out.run_id, "perplexity")
@@ -160,15 +181,17 @@ def test_adapter_spec_has_lineage_and_its_own_fingerprint(tmp_path, store, smoll
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(smollm2.resolved.weights)
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     resolved = resolve_model(f"hf:{smollm2.resolved.weights}?adapter={tmp_path / 'adapter'}")
     assert resolved.fingerprint != smollm2.resolved.fingerprint
     assert resolved.base_model_id == smollm2.resolved.model_id
     out = run_suite(store, HFModel(resolved), qa_suite, RunOptions(limit=2))
-    row = store.db.execute("SELECT base_model_id, adapter_path FROM models WHERE model_id = ?",
-                           [resolved.model_id]).fetchone()
+    row = store.db.execute(
+        "SELECT base_model_id, adapter_path FROM models WHERE model_id = ?", [resolved.model_id]
+    ).fetchone()
     assert row == (smollm2.resolved.model_id, str((tmp_path / "adapter").resolve()))
     assert store.get_run(out.run_id).status == "completed"
 

@@ -35,9 +35,7 @@ def _ref_macro_f1(label: list[str], pred: list[str | None]) -> float:
 
 def _f1_scores(label: list[str], pred: list[str | None]) -> ScoreArrays:
     correct = np.array([p == g for p, g in zip(pred, label, strict=True)], dtype=float)
-    return ScoreArrays(
-        correct, pred=np.array(pred, dtype=object), label=np.array(label, dtype=object)
-    )
+    return ScoreArrays(correct, pred=np.array(pred, dtype=object), label=np.array(label, dtype=object))
 
 
 # --- aggregate -------------------------------------------------------------------------------
@@ -57,9 +55,7 @@ def test_perplexity_is_token_weighted():
     tokens = rng.integers(1, 300, size=200).astype(float)
     nll = rng.uniform(0.5, 4.0, size=200) * tokens  # summed negative log-likelihood per example
     s = ScoreArrays(np.exp(nll / tokens), weight=tokens)
-    assert aggregate(s, "perplexity") == pytest.approx(
-        math.exp(nll.sum() / tokens.sum()), rel=1e-12
-    )
+    assert aggregate(s, "perplexity") == pytest.approx(math.exp(nll.sum() / tokens.sum()), rel=1e-12)
     # Without token counts every example weighs the same: the geometric mean of perplexities.
     unweighted = ScoreArrays(np.exp(nll / tokens))
     assert aggregate(unweighted, "perplexity") == pytest.approx(sps.gmean(np.exp(nll / tokens)))
@@ -139,10 +135,7 @@ def test_ci_contains_true_mean_and_covers_about_95_percent():
     big = summarize(ScoreArrays(x), seed=0)
     assert big.ci_low < 3.0 < big.ci_high
     rng = np.random.default_rng(7)
-    hits = [
-        summarize(ScoreArrays(rng.normal(3.0, 2.0, size=60)), n_boot=1_000, seed=i)
-        for i in range(300)
-    ]
+    hits = [summarize(ScoreArrays(rng.normal(3.0, 2.0, size=60)), n_boot=1_000, seed=i) for i in range(300)]
     coverage = np.mean([h.ci_low < 3.0 < h.ci_high for h in hits])
     assert 0.89 <= coverage <= 0.99
 
@@ -155,9 +148,7 @@ def test_bootstrap_replicates_equal_looped_reference(aggregation):
     n, n_boot, seed = 57, 400, 11
     label = np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, n)]
     pred = np.array(["a", "b", "c", "d", None], dtype=object)[rng.integers(0, 5, n)]
-    s = ScoreArrays(
-        rng.uniform(1.5, 30.0, n), weight=rng.integers(1, 50, n), pred=pred, label=label
-    )
+    s = ScoreArrays(rng.uniform(1.5, 30.0, n), weight=rng.integers(1, 50, n), pred=pred, label=label)
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     reps = np.array([aggregate(s.take(row), aggregation) for row in idx])
     out = summarize(s, aggregation, n_boot=n_boot, seed=seed)

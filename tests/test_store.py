@@ -23,8 +23,18 @@ def test_migrations_apply_once_and_are_numbered(tmp_path):
 def _setup_run(s: Store, run_id: str = "r-1") -> None:
     s.upsert_model("m-1", "smollm2", "alias", "f" * 64)
     s.upsert_suite("qa-1", "qa", "task", "h", "qa.yaml", {}, [("a", {"q": 1}, ["x"]), ("b", {"q": 2}, ["y"])])
-    s.create_run(run_id, "m-1", "qa-1", config={}, seed=1, versions={}, git_sha=None, host="h",
-                 n_examples=2, metrics=[("em", {"name": "exact_match"}, "mean", True, True)])
+    s.create_run(
+        run_id,
+        "m-1",
+        "qa-1",
+        config={},
+        seed=1,
+        versions={},
+        git_sha=None,
+        host="h",
+        n_examples=2,
+        metrics=[("em", {"name": "exact_match"}, "mean", True, True)],
+    )
 
 
 def test_batch_is_one_transaction(tmp_path):
@@ -44,8 +54,12 @@ def test_failed_generation_is_an_error_row_not_a_cache_hit(tmp_path):
     with Store(tmp_path / "s.duckdb") as s:
         _setup_run(s)
         bad = GenerationRow("k1", "m-1", "generate", "p", {}, None, error="RuntimeError: boom")
-        s.write_batch("r-1", [bad], [("a", "k1", False, "RuntimeError: boom")],
-                      [ScoreRow("a", "em", None, 1.0, "RuntimeError: boom")])
+        s.write_batch(
+            "r-1",
+            [bad],
+            [("a", "k1", False, "RuntimeError: boom")],
+            [ScoreRow("a", "em", None, 1.0, "RuntimeError: boom")],
+        )
         assert s.cached_generations(["k1"]) == {}
         assert s.counts("r-1") == (1, 1)
         assert s.scores("r-1", "em") == [("a", None, 1.0, "RuntimeError: boom", None)]

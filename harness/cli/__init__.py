@@ -33,8 +33,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Evaluation-first harness for LLM fine-tuning."""
 
@@ -57,8 +58,10 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         # Non-standalone typer returns exit codes (130 for Ctrl-C) instead of raising.
         rc = app(standalone_mode=False)
@@ -81,7 +84,9 @@ def main() -> None:
             sys.exit(2)
         raise
     if rc == 130:
-        console_err.print("[yellow]interrupted[/]: finished batches are stored; continue with "
-                          "`tunegate run --resume RUN_ID`")
+        console_err.print(
+            "[yellow]interrupted[/]: finished batches are stored; continue with "
+            "`tunegate run --resume RUN_ID`"
+        )
     if isinstance(rc, int) and rc:
         sys.exit(rc)

@@ -26,12 +26,27 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int], Callabl
     if enabled and not console_err.is_terminal:
         yield _line_progress
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                  console=console_err, disable=not enabled, transient=False) as prog:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console_err,
+        disable=not enabled,
+        transient=False,
+    ) as prog:
+
         def start(desc: str, total: int) -> Callable[[int], None]:
             task = prog.add_task(desc, total=total)
             return lambda n: prog.advance(task, n)
@@ -55,7 +70,9 @@ def _line_progress(desc: str, total: int) -> Callable[[int], None]:
         done += n
         elapsed = time.monotonic() - t0
         eta = elapsed / done * (total - done) if done else float("nan")
-        console_err.print(f"{desc}: {done}/{total} stored ({elapsed:.0f}s elapsed, eta {eta:.0f}s)",
-                          highlight=False)
+        console_err.print(
+            f"{desc}: {done}/{total} stored ({elapsed:.0f}s elapsed, eta {eta:.0f}s)",
+            highlight=False,
+        )
 
     return advance

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ SUITES = ["finetune-qa", "sentiment", "json-extract", "heldout-text"]
 
 def quickstart_cmd(
     db: DbOption = DEFAULT_DB,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
     candidate: Annotated[str, typer.Option(help="Candidate model spec.")] = CANDIDATE,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -37,5 +37,7 @@ def quickstart_cmd(
     with Store(db) as store:
         for a, b in zip(base, cand):
             print_comparison(*compare_runs(store, a.run_id, b.run_id, k=3), top=3)
-    console.print(f"\nstored in {db}: `tunegate runs --db {db}`, `tunegate show RUN_ID`, or SQL, e.g.\n"
-                  f"  duckdb {db} \"SELECT run_id, metric, avg(value) FROM scores GROUP BY ALL\"")
+    console.print(
+        f"\nstored in {db}: `tunegate runs --db {db}`, `tunegate show RUN_ID`, or SQL, e.g.\n"
+        f'  duckdb {db} "SELECT run_id, metric, avg(value) FROM scores GROUP BY ALL"'
+    )

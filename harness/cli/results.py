@@ -10,8 +10,9 @@ from rich.table import Table
 from harness.cli.common import DEFAULT_DB, DbOption, console, fmt
 
 
-def runs_cmd(db: DbOption = DEFAULT_DB,
-             limit: Annotated[int, typer.Option(help="Newest N runs.")] = 50) -> None:
+def runs_cmd(
+    db: DbOption = DEFAULT_DB, limit: Annotated[int, typer.Option(help="Newest N runs.")] = 50
+) -> None:
     """List stored runs, newest first."""
     from harness.store import Store
 
@@ -20,13 +21,22 @@ def runs_cmd(db: DbOption = DEFAULT_DB,
     t = Table("run", "status", "model", "suite", "started", "done", "errors")
     for r in rows:
         colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(r["status"], "red")
-        t.add_row(r["run_id"], f"[{colour}]{r['status']}[/]", r["model"], r["suite"],
-                  str(r["started_at"])[:19], f"{r['done']}/{r['n_examples']}", str(r["errors"]))
+        t.add_row(
+            r["run_id"],
+            f"[{colour}]{r['status']}[/]",
+            r["model"],
+            r["suite"],
+            str(r["started_at"])[:19],
+            f"{r['done']}/{r['n_examples']}",
+            str(r["errors"]),
+        )
     console.print(t)
 
 
-def show_cmd(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
-             db: DbOption = DEFAULT_DB) -> None:
+def show_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
     """Metrics of one run: n, value, 95% bootstrap CI, errors."""
     from harness.results import summarize_run
     from harness.store import Store
@@ -34,13 +44,22 @@ def show_cmd(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pre
     with Store(db, must_exist=True) as store:
         run, metrics = summarize_run(store, run_id)
         done, errors = store.counts(run.run_id)
-    console.print(f"[bold]{run.run_id}[/]  model {run.model_spec}  suite {run.suite_name} "
-                  f"({run.suite_kind})  status {run.status}  {done}/{run.n_examples} examples, {errors} errors")
+    console.print(
+        f"[bold]{run.run_id}[/]  model {run.model_spec}  suite {run.suite_name} "
+        f"({run.suite_kind})  status {run.status}  {done}/{run.n_examples} examples, {errors} errors"
+    )
     t = Table("metric", "n", "value", "95% CI", "stderr", "errors", "better")
     for m in metrics:
         s = m.summary
-        t.add_row(m.metric, str(s.n), fmt(s.value), f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]",
-                  fmt(s.stderr), str(m.n_errors), "↑" if m.higher_is_better else "↓")
+        t.add_row(
+            m.metric,
+            str(s.n),
+            fmt(s.value),
+            f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]",
+            fmt(s.stderr),
+            str(m.n_errors),
+            "↑" if m.higher_is_better else "↓",
+        )
     console.print(t)
 
 
@@ -60,29 +79,59 @@ def compare_cmd(
 
 
 def print_comparison(ra, rb, comps, top: int = 5) -> None:
-    console.print(f"[bold]{ra.suite_name}[/]: baseline {ra.run_id} ({ra.model_spec}) vs "
-                  f"candidate {rb.run_id} ({rb.model_spec})")
-    t = Table("metric", "n", "baseline", "candidate", "delta", "95% CI (paired)", "test p",
-              "wins/losses/ties", "verdict")
+    console.print(
+        f"[bold]{ra.suite_name}[/]: baseline {ra.run_id} ({ra.model_spec}) vs "
+        f"candidate {rb.run_id} ({rb.model_spec})"
+    )
+    t = Table(
+        "metric",
+        "n",
+        "baseline",
+        "candidate",
+        "delta",
+        "95% CI (paired)",
+        "test p",
+        "wins/losses/ties",
+        "verdict",
+    )
     for c in comps:
         p = c.paired
-        verdict = ("[dim]no significant change[/]" if p.improved is None
-                   else "[green]better[/]" if p.improved else "[red]worse[/]")
-        t.add_row(c.metric, str(p.n), fmt(p.baseline), fmt(p.candidate), f"{p.delta:+.4f}",
-                  f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]", f"{p.test} {fmt(p.p_value, 3)}",
-                  f"{p.wins}/{p.losses}/{p.ties}", verdict)
+        verdict = (
+            "[dim]no significant change[/]"
+            if p.improved is None
+            else "[green]better[/]"
+            if p.improved
+            else "[red]worse[/]"
+        )
+        t.add_row(
+            c.metric,
+            str(p.n),
+            fmt(p.baseline),
+            fmt(p.candidate),
+            f"{p.delta:+.4f}",
+            f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]",
+            f"{p.test} {fmt(p.p_value, 3)}",
+            f"{p.wins}/{p.losses}/{p.ties}",
+            verdict,
+        )
     console.print(t)
     for c in comps:
         if c.only_in != (0, 0):
-            console.print(f"  {c.metric}: {c.only_in[0]} examples only in baseline, "
-                          f"{c.only_in[1]} only in candidate (not paired)")
+            console.print(
+                f"  {c.metric}: {c.only_in[0]} examples only in baseline, "
+                f"{c.only_in[1]} only in candidate (not paired)"
+            )
         if not c.regressed or top <= 0:
             continue
         console.print(f"  [bold]{c.metric}[/]: most regressed")
         for r in c.regressed:
-            console.print(f"    {r['example_id']}: {fmt(r['baseline'])} → {fmt(r['candidate'])}"
-                          f"  ref={_short(r['reference'])}  base={_short(r['baseline_output'])}"
-                          f"  cand={_short(r['candidate_output'])}", highlight=False, markup=False)
+            console.print(
+                f"    {r['example_id']}: {fmt(r['baseline'])} → {fmt(r['candidate'])}"
+                f"  ref={_short(r['reference'])}  base={_short(r['baseline_output'])}"
+                f"  cand={_short(r['candidate_output'])}",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _short(v, n: int = 40) -> str:

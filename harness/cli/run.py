@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,13 +12,24 @@ from harness.errors import UserError
 
 
 def run_cmd(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model spec: smollm2, hf:DIR, gguf:FILE, …?adapter=DIR")] = None,
-    suite: Annotated[Optional[list[str]], typer.Option("--suite", "-s", help="Suite file or built-in name (repeatable).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model spec: smollm2, hf:DIR, gguf:FILE, …?adapter=DIR"),
+    ] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option("--suite", "-s", help="Suite file or built-in name (repeatable)."),
+    ] = None,
     db: DbOption = DEFAULT_DB,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue an interrupted run: only missing examples are done.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="Continue an interrupted run: only missing examples are done."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (matters only when sampling).")] = 1234,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Prompts per model batch.")] = 8,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Prompts per model batch.")
+    ] = 8,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
@@ -30,11 +41,18 @@ def run_cmd(
         raise UserError("give --model and at least one --suite (or --resume RUN_ID)")
     if resume and len(suite) != 1:
         raise UserError("--resume continues one run: give one --suite (or none)")
-    outcomes = evaluate(model, suite, db, RunOptions(limit=limit, seed=seed, batch_size=batch_size,
-                                                     resume=resume), progress=progress)
+    outcomes = evaluate(
+        model,
+        suite,
+        db,
+        RunOptions(limit=limit, seed=seed, batch_size=batch_size, resume=resume),
+        progress=progress,
+    )
     for o in outcomes:
-        console.print(f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples "
-                      f"({o.n_new} new, {o.n_examples - o.n_new} stored/cached, {o.n_errors} errors)")
+        console.print(
+            f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples "
+            f"({o.n_new} new, {o.n_examples - o.n_new} stored/cached, {o.n_errors} errors)"
+        )
     console.print(f"see: tunegate show RUN_ID --db {db}")
 
 

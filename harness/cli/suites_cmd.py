@@ -25,14 +25,18 @@ def ls_cmd() -> None:
 
 
 @app.command("validate")
-def validate_cmd(files: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")]) -> None:
+def validate_cmd(
+    files: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")],
+) -> None:
     """Check suite files (schema, metrics, data) without running a model."""
     from suites import load_suite
 
     for f in files:
         s = load_suite(f)
-        console.print(f"[green]ok[/] {f}: {s.kind} suite '{s.config.name}', {len(s.examples)} examples, "
-                      f"metrics {', '.join(m.name for m in s.metrics)}")
+        console.print(
+            f"[green]ok[/] {f}: {s.kind} suite '{s.config.name}', {len(s.examples)} examples, "
+            f"metrics {', '.join(m.name for m in s.metrics)}"
+        )
 
 
 @app.command("metrics")
@@ -46,8 +50,13 @@ def metrics_cmd() -> None:
     for name in METRICS.names():
         e = METRICS.get(name)
         sig = inspect.signature(e.factory)
-        opts = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name
-                         for p in sig.parameters.values())
-        t.add_row(name, opts, "↑" if e.info["higher_is_better"] else "↓",
-                  (inspect.getdoc(e.factory) or "").split("\n")[0])
+        opts = ", ".join(
+            f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in sig.parameters.values()
+        )
+        t.add_row(
+            name,
+            opts,
+            "↑" if e.info["higher_is_better"] else "↓",
+            (inspect.getdoc(e.factory) or "").split("\n")[0],
+        )
     console.print(t)

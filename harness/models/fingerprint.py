@@ -38,8 +38,11 @@ def file_sha256(path: Path) -> str:
 
 def folder_files(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix in _RELEVANT and p.name not in _SKIP
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix in _RELEVANT
+        and p.name not in _SKIP
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 

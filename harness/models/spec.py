@@ -1,10 +1,10 @@
 """Model specs: the strings users pass to --model, parsed and checked before anything loads.
 
-    smollm2                         bundled SmolLM2-135M-Instruct (converted once, cached)
-    hf:PATH  | PATH (a folder)      a local Hugging Face model folder
-    gguf:FILE | FILE.gguf           a GGUF file (converted once to a cached HF folder)
-    ...?adapter=DIR                 a PEFT adapter on top of that base
-    ...?dtype=bfloat16&load_in_4bit=1   load options (part of the fingerprint)
+smollm2                         bundled SmolLM2-135M-Instruct (converted once, cached)
+hf:PATH  | PATH (a folder)      a local Hugging Face model folder
+gguf:FILE | FILE.gguf           a GGUF file (converted once to a cached HF folder)
+...?adapter=DIR                 a PEFT adapter on top of that base
+...?dtype=bfloat16&load_in_4bit=1   load options (part of the fingerprint)
 """
 
 from __future__ import annotations

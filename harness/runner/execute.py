@@ -30,8 +30,15 @@ def execute(
     hits = [i for i in items if i.cache_key in cached]
     for start in range(0, len(hits), 256):
         chunk = hits[start : start + 256]
-        _persist(store, run_id, suite, chunk, {i.cache_key: cached[i.cache_key] for i in chunk},
-                 new=[], cached=True)
+        _persist(
+            store,
+            run_id,
+            suite,
+            chunk,
+            {i.cache_key: cached[i.cache_key] for i in chunk},
+            new=[],
+            cached=True,
+        )
         progress(len(chunk))
 
     misses = [i for i in items if i.cache_key not in cached]
@@ -49,7 +56,9 @@ def execute(
             progress(len(finished))
 
 
-def _run_backend(backend: Any, rtype: str, todo: list[Item], batch_size: int) -> Iterator[list[GenerationRow]]:
+def _run_backend(
+    backend: Any, rtype: str, todo: list[Item], batch_size: int
+) -> Iterator[list[GenerationRow]]:
     model_id = backend.resolved.model_id
     if rtype == "generate":
         groups: dict[str, list[Item]] = {}
@@ -59,9 +68,19 @@ def _run_backend(backend: Any, rtype: str, todo: list[Item], batch_size: int) ->
             params = GenerationParams(**group[0].request.params)
             for batch in backend.generate([i.request.prompt for i in group], params, batch_size):
                 yield [
-                    GenerationRow(group[k].cache_key, model_id, rtype, group[k].request.prompt,
-                                  group[k].request.params, g.text, None, g.prompt_tokens,
-                                  g.output_tokens, g.latency_s, g.error)
+                    GenerationRow(
+                        group[k].cache_key,
+                        model_id,
+                        rtype,
+                        group[k].request.prompt,
+                        group[k].request.params,
+                        g.text,
+                        None,
+                        g.prompt_tokens,
+                        g.output_tokens,
+                        g.latency_s,
+                        g.error,
+                    )
                     for k, g in batch
                 ]
     elif rtype == "rolling_loglikelihood":
@@ -72,10 +91,19 @@ def _run_backend(backend: Any, rtype: str, todo: list[Item], batch_size: int) ->
             texts = [i.request.prompt for i in group]
             for batch in backend.rolling_loglikelihood(texts, max_length, stride, batch_size):
                 yield [
-                    GenerationRow(group[k].cache_key, model_id, rtype, group[k].request.prompt,
-                                  group[k].request.params, None,
-                                  None if r.error else {"nll": r.nll, "n_tokens": r.n_tokens},
-                                  r.n_tokens, 0, r.latency_s, r.error)
+                    GenerationRow(
+                        group[k].cache_key,
+                        model_id,
+                        rtype,
+                        group[k].request.prompt,
+                        group[k].request.params,
+                        None,
+                        None if r.error else {"nll": r.nll, "n_tokens": r.n_tokens},
+                        r.n_tokens,
+                        0,
+                        r.latency_s,
+                        r.error,
+                    )
                     for k, r in batch
                 ]
     else:

@@ -25,8 +25,11 @@ def cache_key(fingerprint: str, request: Request, seed: int | None) -> str:
     params = dict(request.params)
     if params.get("temperature", 0) > 0:
         params["seed"] = seed
-    blob = json.dumps({"fp": fingerprint, "type": request.type, "prompt": request.prompt,
-                       "params": params}, sort_keys=True, ensure_ascii=False)
+    blob = json.dumps(
+        {"fp": fingerprint, "type": request.type, "prompt": request.prompt, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

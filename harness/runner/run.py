@@ -59,11 +59,14 @@ def run_suite(
     if options.resume:
         run = store.get_run(options.resume)
         if run.suite_id != sid:
-            raise UserError(f"run {run.run_id} is of suite '{run.suite_id}', not '{sid}' "
-                            "(the suite or its data changed since)")
+            raise UserError(
+                f"run {run.run_id} is of suite '{run.suite_id}', not '{sid}' "
+                "(the suite or its data changed since)"
+            )
         if run.model_id != resolved.model_id:
-            raise UserError(f"run {run.run_id} is of model {run.model_id} ({run.model_spec}), "
-                            f"not {resolved.model_id}")
+            raise UserError(
+                f"run {run.run_id} is of model {run.model_id} ({run.model_spec}), not {resolved.model_id}"
+            )
         if run.status == "completed":
             raise UserError(f"run {run.run_id} is already completed")
         run_id = run.run_id
@@ -76,10 +79,20 @@ def run_suite(
         run_id = new_run_id()
         done = set()
         store.create_run(
-            run_id, resolved.model_id, sid,
-            config={"limit": options.limit, "batch_size": options.batch_size, "model_spec": resolved.spec.raw,
-                    "suite_path": str(suite.path), "suite": suite.config.model_dump(mode="json")},
-            seed=options.seed, versions=versions(), git_sha=git_sha(), host=platform.node(),
+            run_id,
+            resolved.model_id,
+            sid,
+            config={
+                "limit": options.limit,
+                "batch_size": options.batch_size,
+                "model_spec": resolved.spec.raw,
+                "suite_path": str(suite.path),
+                "suite": suite.config.model_dump(mode="json"),
+            },
+            seed=options.seed,
+            versions=versions(),
+            git_sha=git_sha(),
+            host=platform.node(),
             n_examples=len(examples),
             metrics=[(m.name, m.spec, m.aggregation, m.higher_is_better, m.binary) for m in suite.metrics],
         )
@@ -97,21 +110,43 @@ def run_suite(
         raise
     store.mark_run(run_id, "completed")
     n_done, n_err = store.counts(run_id)
-    return RunOutcome(run_id, suite.config.name, n_done, len(items), n_err,
-                      sum(backend.calls.values()) - calls_before)
+    return RunOutcome(
+        run_id,
+        suite.config.name,
+        n_done,
+        len(items),
+        n_err,
+        sum(backend.calls.values()) - calls_before,
+    )
 
 
 def _register(store: Store, resolved: Any, suite: SuiteKind, sid: str) -> None:
     if resolved.adapter is not None:
-        store.upsert_model(resolved.base_model_id, resolved.spec.raw.split("?")[0], resolved.spec.kind,
-                           resolved.base_fingerprint, load_options=resolved.options)
-    store.upsert_model(resolved.model_id, resolved.spec.raw, resolved.spec.kind, resolved.fingerprint,
-                       base_model_id=resolved.base_model_id,
-                       adapter_path=str(resolved.adapter) if resolved.adapter else None,
-                       load_options=resolved.options)
-    store.upsert_suite(sid, suite.config.name, suite.kind, content_hash(suite), str(suite.path),
-                       suite.config.model_dump(mode="json"),
-                       [(ex.id, ex.record, ex.references) for ex in suite.examples])
+        store.upsert_model(
+            resolved.base_model_id,
+            resolved.spec.raw.split("?")[0],
+            resolved.spec.kind,
+            resolved.base_fingerprint,
+            load_options=resolved.options,
+        )
+    store.upsert_model(
+        resolved.model_id,
+        resolved.spec.raw,
+        resolved.spec.kind,
+        resolved.fingerprint,
+        base_model_id=resolved.base_model_id,
+        adapter_path=str(resolved.adapter) if resolved.adapter else None,
+        load_options=resolved.options,
+    )
+    store.upsert_suite(
+        sid,
+        suite.config.name,
+        suite.kind,
+        content_hash(suite),
+        str(suite.path),
+        suite.config.model_dump(mode="json"),
+        [(ex.id, ex.record, ex.references) for ex in suite.examples],
+    )
 
 
 def new_run_id() -> str:

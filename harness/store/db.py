@@ -97,7 +97,8 @@ class Store:
             with self.transaction():
                 fn(self.db)
                 self.db.execute(
-                    "INSERT INTO schema_version (version, name) VALUES (?, ?)", [number, fn.__name__]
+                    "INSERT INTO schema_version (version, name) VALUES (?, ?)",
+                    [number, fn.__name__],
                 )
 
     def schema_version(self) -> int:
@@ -177,7 +178,17 @@ class Store:
                 "INSERT INTO runs (run_id, model_id, suite_id, status, config, seed, versions,"
                 " git_sha, host, started_at, n_examples)"
                 " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, current_timestamp, ?)",
-                [run_id, model_id, suite_id, _j(config), seed, _j(versions), git_sha, host, n_examples],
+                [
+                    run_id,
+                    model_id,
+                    suite_id,
+                    _j(config),
+                    seed,
+                    _j(versions),
+                    git_sha,
+                    host,
+                    n_examples,
+                ],
             )
             self.db.executemany(
                 "INSERT INTO run_metrics (run_id, metric, spec, aggregation, higher_is_better, is_binary)"
@@ -213,8 +224,20 @@ class Store:
         if len(rows) > 1:
             raise UserError(f"run id prefix '{ref}' is ambiguous: {', '.join(r[0] for r in rows[:5])}")
         r = rows[0]
-        return RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], r[8] or 0,
-                         r[9], r[10], r[11])
+        return RunRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            json.loads(r[4] or "{}"),
+            r[5],
+            r[6],
+            r[7],
+            r[8] or 0,
+            r[9],
+            r[10],
+            r[11],
+        )
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         cur = self.db.execute(
@@ -245,8 +268,18 @@ class Store:
             [keys],
         ).fetchall()
         return {
-            r[0]: GenerationRow(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5],
-                                json.loads(r[6]) if r[6] else None, r[7], r[8], r[9])
+            r[0]: GenerationRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                json.loads(r[4] or "{}"),
+                r[5],
+                json.loads(r[6]) if r[6] else None,
+                r[7],
+                r[8],
+                r[9],
+            )
             for r in rows
         }
 
@@ -264,9 +297,22 @@ class Store:
                     "INSERT OR REPLACE INTO generations (cache_key, model_id, request_type, prompt,"
                     " params, output, result, prompt_tokens, output_tokens, latency_s, error)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(g.cache_key, g.model_id, g.request_type, g.prompt, _j(g.params), g.output,
-                      _j(g.result), g.prompt_tokens, g.output_tokens, g.latency_s, g.error)
-                     for g in generations],
+                    [
+                        (
+                            g.cache_key,
+                            g.model_id,
+                            g.request_type,
+                            g.prompt,
+                            _j(g.params),
+                            g.output,
+                            _j(g.result),
+                            g.prompt_tokens,
+                            g.output_tokens,
+                            g.latency_s,
+                            g.error,
+                        )
+                        for g in generations
+                    ],
                 )
             if items:
                 self.db.executemany(
@@ -278,8 +324,10 @@ class Store:
                 self.db.executemany(
                     "INSERT INTO scores (run_id, example_id, metric, value, weight, error, detail)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, s.example_id, s.metric, s.value, s.weight, s.error, _j(s.detail))
-                     for s in scores],
+                    [
+                        (run_id, s.example_id, s.metric, s.value, s.weight, s.error, _j(s.detail))
+                        for s in scores
+                    ],
                 )
 
     # -- reading results ------------------------------------------------------------------
@@ -290,8 +338,13 @@ class Store:
             [run_id],
         )
         return [
-            {"metric": m, "spec": json.loads(s or "{}"), "aggregation": a,
-             "higher_is_better": h, "binary": b}
+            {
+                "metric": m,
+                "spec": json.loads(s or "{}"),
+                "aggregation": a,
+                "higher_is_better": h,
+                "binary": b,
+            }
             for m, s, a, h, b in cur.fetchall()
         ]
 
@@ -317,8 +370,12 @@ class Store:
             [run_id, list(example_ids)],
         ).fetchall()
         return {
-            r[0]: {"prompt": r[1], "output": r[2], "error": r[3],
-                   "reference": json.loads(r[4]) if r[4] else []}
+            r[0]: {
+                "prompt": r[1],
+                "output": r[2],
+                "error": r[3],
+                "reference": json.loads(r[4]) if r[4] else [],
+            }
             for r in rows
         }
 

@@ -15,8 +15,9 @@ regex input, missing field) returns MetricResult(error=...), never a 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from harness.registry import Registry
 

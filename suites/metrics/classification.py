@@ -31,9 +31,7 @@ class LabelSet:
             self._canonical[key] = label
         # Whole-word match via lookarounds rather than \b, so labels that start or end with
         # a non-word character ("n/a", "+1") still match at their edges.
-        self._patterns = {
-            key: re.compile(rf"(?<!\w){re.escape(key)}(?!\w)") for key in self._canonical
-        }
+        self._patterns = {key: re.compile(rf"(?<!\w){re.escape(key)}(?!\w)") for key in self._canonical}
 
     def _fold(self, text: str) -> str:
         return text.casefold() if self.ignore_case else text

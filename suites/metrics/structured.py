@@ -79,9 +79,7 @@ def parse_json(text: str, *, extract: bool) -> Parsed:
             pass
     for i, m in enumerate(_OPENERS.finditer(text)):
         if i == MAX_CANDIDATES:
-            return Parsed(
-                False, error=f"no JSON found in the first {MAX_CANDIDATES} '{{'/'[' positions"
-            )
+            return Parsed(False, error=f"no JSON found in the first {MAX_CANDIDATES} '{{'/'[' positions")
         try:
             value, _ = _DECODER.raw_decode(text, m.start())
             return Parsed(True, value, "embedded")

@@ -100,9 +100,7 @@ def token_f1() -> Scorer:
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
         value = max(squad_f1(prediction, ref) for ref in example.references)
-        return MetricResult(
-            value=value, detail={"normalized_prediction": squad_normalize(prediction)}
-        )
+        return MetricResult(value=value, detail={"normalized_prediction": squad_normalize(prediction)})
 
     return score
 
@@ -180,9 +178,7 @@ def chrf(*, char_order: int = 6, word_order: int = 0, beta: int = 2) -> Scorer:
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
-        return MetricResult(
-            value=float(metric.sentence_score(prediction, list(example.references)).score)
-        )
+        return MetricResult(value=float(metric.sentence_score(prediction, list(example.references)).score))
 
     return score
 
