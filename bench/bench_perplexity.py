@@ -51,9 +51,8 @@ def main() -> None:
         "values equal within 1e-4 relative",
     )
     print(f"  max relative difference of summed log-likelihoods: {rel:.2e}")
-    print(
-        f"  texts longer than the window: {sum(len(ours.tokenizer(t)['input_ids']) > max_length for t in texts)}"
-    )
+    n_long = sum(len(ours.tokenizer(t)["input_ids"]) > max_length for t in texts)
+    print(f"  texts longer than the window: {n_long}")
 
 
 if __name__ == "__main__":
