@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import stats as _sps
 
 AGGREGATIONS = ("mean", "perplexity", "macro_f1")
 # Bound on the (rows, n) resample matrix: keeps peak memory near 100 MB for any n while each
@@ -223,11 +222,11 @@ def _paired_test(b: np.ndarray, c: np.ndarray, binary: bool) -> tuple[str, float
         if gained + lost == 0:
             return "mcnemar", 1.0
         # Exact McNemar is a two-sided binomial test of the discordant pairs against p = 1/2.
-        return "mcnemar", float(_sps.binomtest(gained, gained + lost, 0.5).pvalue)
+        return "mcnemar", float(_scipy_stats().binomtest(gained, gained + lost, 0.5).pvalue)
     d = c - b
     if not np.any(d != 0):
         return "wilcoxon", 1.0
-    res = _sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+    res = _scipy_stats().wilcoxon(d, zero_method="wilcox", alternative="two-sided")
     return "wilcoxon", float(res.pvalue)
 
 
@@ -298,3 +297,9 @@ def regressions(
     idx = np.flatnonzero(worse > 0)  # nan never compares > 0, so unscored examples drop out
     order = np.argsort(-worse[idx], kind="stable")
     return idx[order][: max(k, 0)]
+
+
+def _scipy_stats():  # imported on first paired test: scipy.stats costs ~1 s at start-up
+    from scipy import stats
+
+    return stats

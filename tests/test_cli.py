@@ -230,6 +230,7 @@ def test_quickstart_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "comparison (paired over examples)" in r.stdout
     assert "wins/losses/ties" in r.stdout
+    assert "gate passed" in r.stdout or "gate failed" in r.stdout
     con = duckdb.connect(str(db), read_only=True)
     runs = con.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall()
     models = con.execute("SELECT count(*) FROM models").fetchone()[0]

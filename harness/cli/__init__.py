@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from harness.cli import quickstart, results, run, suites_cmd
+from harness.cli import gate, quickstart, results, run, suites_cmd
 from harness.cli.common import console_err
 from harness.errors import UserError
 
@@ -44,6 +44,7 @@ app.command("run")(run.run_cmd)
 app.command("runs")(results.runs_cmd)
 app.command("show")(results.show_cmd)
 app.command("compare")(results.compare_cmd)
+app.command("gate")(gate.gate_cmd)
 app.command("quickstart")(quickstart.quickstart_cmd)
 app.add_typer(suites_cmd.app, name="suites")
 

@@ -1,0 +1,69 @@
+"""`tunegate gate`: exit 0 when the candidate passes the policy, 1 when it fails, 2 on bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
+
+
+def gate_cmd(
+    baseline: Annotated[list[str], typer.Option("--baseline", help="Baseline run id(s) or model.")],
+    candidate: Annotated[list[str], typer.Option("--candidate", help="Candidate run id(s) or model.")],
+    policy: Annotated[Path, typer.Option("--policy", help="Gate policy YAML.")],
+    db: DbOption = DEFAULT_DB,
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="Only gate these suites.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
+) -> None:
+    """Gate CANDIDATE against BASELINE with POLICY, from stored runs only."""
+    from harness.gate import load_policy, run_gate
+
+    pol, doc = load_policy(policy)  # a bad policy fails before the store is opened
+    from harness.store import Store
+
+    with Store(db, must_exist=True) as store:
+        result = run_gate(store, pol, doc, baseline, candidate, suite)
+    code = report_gate(result, junit=junit, summary=summary)
+    raise typer.Exit(code)
+
+
+def report_gate(result, *, junit: Path | None = None, summary: Path | None = None) -> int:
+    """Print the table, write the CI artefacts, return the exit code (0 pass, 1 fail)."""
+    from harness.gate import junit_xml, markdown
+
+    t = Table("", "suite", "metric", "check", "threshold", "observed", "why", title=f"gate: {result.policy}")
+    for c in result.checks:
+        t.add_row(
+            "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]",
+            c.suite,
+            c.metric,
+            c.check,
+            f"{c.threshold:g}",
+            f"{c.observed:.4g}",
+            c.reason,
+        )
+    console.print(t)
+    failed = sum(not c.passed for c in result.checks)
+    if result.passed:
+        console.print(f"[bold green]gate passed[/]: {len(result.checks)} checks")
+    else:
+        console.print(f"[bold red]gate failed[/]: {failed} of {len(result.checks)} checks")
+    if junit:
+        junit.write_text(junit_xml(result), encoding="utf-8")
+    md = markdown(result)
+    if summary:
+        summary.write_text(md, encoding="utf-8")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        try:
+            with open(step_summary, "a", encoding="utf-8") as f:
+                f.write(md)
+        except OSError as e:
+            console_err.print(f"[yellow]warning[/]: cannot append to GITHUB_STEP_SUMMARY: {e}")
+    return 0 if result.passed else 1
