@@ -32,16 +32,24 @@ class MetricComparison:
     regressed: list[dict[str, Any]]
 
 
-def _arrays(
-    rows: list[tuple[str, float | None, float, str | None, Any]],
-) -> tuple[list[str], stats.ScoreArrays, int]:
-    ok = [r for r in rows if r[3] is None and r[1] is not None]
-    ids = [r[0] for r in ok]
-    value = np.array([r[1] for r in ok], dtype=np.float64)
-    weight = np.array([r[2] if r[2] is not None else 1.0 for r in ok], dtype=np.float64)
-    pred = np.array([(r[4] or {}).get("pred") for r in ok], dtype=object)
-    label = np.array([(r[4] or {}).get("label") for r in ok], dtype=object)
-    return ids, stats.ScoreArrays(value, weight, pred, label), len(rows) - len(ok)
+def _score_arrays(cols: dict[str, Any], suffix: str = "", labels: bool = False) -> stats.ScoreArrays:
+    return stats.ScoreArrays(
+        np.asarray(cols["value" + suffix], dtype=np.float64),
+        np.asarray(cols["weight" + suffix], dtype=np.float64),
+        np.asarray(cols["pred" + suffix], dtype=object) if labels else None,
+        np.asarray(cols["label" + suffix], dtype=object) if labels else None,
+    )
+
+
+def paired_arrays(
+    store: Store, run_a: str, run_b: str, metric: str, aggregation: str
+) -> tuple[stats.ScoreArrays, stats.ScoreArrays, np.ndarray, dict[str, Any]]:
+    """Both runs' scores of one metric on the examples both scored, aligned, as numpy arrays."""
+    labels = aggregation == "macro_f1"
+    cols = store.paired_score_columns(run_a, run_b, metric, labels=labels)
+    a = _score_arrays(cols, "_a", labels)
+    b = _score_arrays(cols, "_b", labels)
+    return a, b, np.asarray(cols["example_id"], dtype=object), cols
 
 
 def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSummary]]:
@@ -49,7 +57,9 @@ def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSumm
     run = store.get_run(run_id)
     out = []
     for m in store.run_metrics(run.run_id):
-        _, arr, n_err = _arrays(store.scores(run.run_id, m["metric"]))
+        labels = m["aggregation"] == "macro_f1"
+        cols = store.score_columns(run.run_id, m["metric"], labels=labels)
+        arr, n_err = _score_arrays(cols, labels=labels), cols["n_errors"]
         out.append(
             MetricSummary(
                 m["metric"],
@@ -77,13 +87,7 @@ def compare_runs(
     for m in store.run_metrics(ra.run_id):
         if m["metric"] not in metrics_b:
             continue
-        ids_a, arr_a, err_a = _arrays(store.scores(ra.run_id, m["metric"]))
-        ids_b, arr_b, err_b = _arrays(store.scores(rb.run_id, m["metric"]))
-        pos_b = {e: i for i, e in enumerate(ids_b)}
-        common = [(i, pos_b[e]) for i, e in enumerate(ids_a) if e in pos_b]
-        ia = np.array([c[0] for c in common], dtype=np.int64)
-        ib = np.array([c[1] for c in common], dtype=np.int64)
-        pa, pb = arr_a.take(ia), arr_b.take(ib)
+        pa, pb, ids, cols = paired_arrays(store, ra.run_id, rb.run_id, m["metric"], m["aggregation"])
         paired = stats.compare_paired(
             pa,
             pb,
@@ -92,7 +96,7 @@ def compare_runs(
             binary=m["binary"],
         )
         worst = stats.regressions(pa.value, pb.value, higher_is_better=m["higher_is_better"], k=k)
-        worst_ids = [ids_a[ia[i]] for i in worst]
+        worst_ids = [str(ids[i]) for i in worst]
         outs_a = store.example_outputs(ra.run_id, worst_ids)
         outs_b = store.example_outputs(rb.run_id, worst_ids)
         regressed = [
@@ -111,8 +115,8 @@ def compare_runs(
                 m["metric"],
                 m["aggregation"],
                 paired,
-                (err_a, err_b),
-                (len(ids_a) - len(common), len(ids_b) - len(common)),
+                cols["n_errors"],
+                cols["only_in"],
                 regressed,
             )
         )

@@ -145,7 +145,8 @@ def test_bootstrap_replicates_equal_looped_reference(aggregation):
     # Small n fits one chunk, so the resamples are exactly default_rng(seed).integers(0, n, (B, n));
     # recomputing each replicate with aggregate() on take() checks the vectorised statistics.
     rng = np.random.default_rng(8)
-    n, n_boot, seed = 57, 400, 11
+    # n > stats._MAX_LEVELS distinct values, so the mean takes the index-resampling path too.
+    n, n_boot, seed = 97, 400, 11
     label = np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, n)]
     pred = np.array(["a", "b", "c", "d", None], dtype=object)[rng.integers(0, 5, n)]
     s = ScoreArrays(rng.uniform(1.5, 30.0, n), weight=rng.integers(1, 50, n), pred=pred, label=label)
@@ -296,3 +297,18 @@ def test_regressions_worst_first_stable_and_only_worse():
     assert regressions(base, base, higher_is_better=True).size == 0
     with pytest.raises(ValueError):
         regressions(base, cand[:3], higher_is_better=True)
+
+
+def test_mean_bootstrap_of_discrete_scores_matches_index_resampling():
+    # Few distinct values → multinomial counts per value instead of index gathers. Same
+    # distribution: its CI must agree with a plain index bootstrap up to Monte-Carlo error.
+    rng = np.random.default_rng(5)
+    v = (rng.uniform(size=400) < 0.3).astype(float)
+    out = summarize(ScoreArrays(v), n_boot=20_000, seed=1)
+    idx = np.random.default_rng(2).integers(0, len(v), size=(20_000, len(v)))
+    lo, hi = np.quantile(v[idx].mean(axis=1), [0.025, 0.975])
+    assert out.ci_low == pytest.approx(lo, abs=0.006) and out.ci_high == pytest.approx(hi, abs=0.006)
+    d = rng.choice([-1.0, 0.0, 1.0], size=400, p=[0.2, 0.6, 0.2])
+    paired = compare_paired(ScoreArrays(np.zeros(400)), ScoreArrays(d), n_boot=20_000, seed=3)
+    lo, hi = np.quantile(d[idx].mean(axis=1), [0.025, 0.975])
+    assert paired.ci_low == pytest.approx(lo, abs=0.008) and paired.ci_high == pytest.approx(hi, abs=0.008)

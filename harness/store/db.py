@@ -359,6 +359,71 @@ class Store:
         ).fetchall()
         return [(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None) for r in rows]
 
+    def score_columns(self, run_id: str, metric: str, *, labels: bool = False) -> dict[str, Any]:
+        """Scored (non-error) rows of one metric as numpy columns, in suite order, plus the error count."""
+        extra = (
+            (
+                ", json_extract_string(s.detail, '$.pred') AS pred,"
+                " json_extract_string(s.detail, '$.label') AS label"
+            )
+            if labels
+            else ""
+        )
+        cols = self.db.execute(
+            f"SELECT s.example_id, s.value, coalesce(s.weight, 1.0) AS weight{extra} FROM scores s"
+            " JOIN runs r USING (run_id)"
+            " LEFT JOIN examples e ON e.suite_id = r.suite_id AND e.example_id = s.example_id"
+            " WHERE s.run_id = ? AND s.metric = ? AND s.error IS NULL AND s.value IS NOT NULL"
+            " ORDER BY e.position, s.example_id",
+            [run_id, metric],
+        ).fetchnumpy()
+        cols["n_errors"] = self._errors(run_id, metric)
+        return cols
+
+    def paired_score_columns(
+        self, run_a: str, run_b: str, metric: str, *, labels: bool = False
+    ) -> dict[str, Any]:
+        """One metric of two runs joined on example id (both scored), as numpy columns.
+
+        Also returns how many examples errored on each side and how many were scored on one
+        side only, so nothing silently drops out of a comparison.
+        """
+        extra = ""
+        if labels:
+            extra = "".join(
+                f", json_extract_string({t}.detail, '$.{f}') AS {f}_{t}"
+                for t in "ab"
+                for f in ("pred", "label")
+            )
+        ok = "error IS NULL AND value IS NOT NULL"
+        cols = self.db.execute(
+            "WITH a AS (SELECT * FROM scores WHERE run_id = ? AND metric = ? AND " + ok + "),"
+            " b AS (SELECT * FROM scores WHERE run_id = ? AND metric = ? AND " + ok + ")"
+            f" SELECT a.example_id, a.value AS value_a, b.value AS value_b,"
+            f" coalesce(a.weight, 1.0) AS weight_a, coalesce(b.weight, 1.0) AS weight_b{extra}"
+            " FROM a JOIN b USING (example_id)"
+            " LEFT JOIN (SELECT e.example_id, e.position FROM examples e JOIN runs r USING (suite_id)"
+            "            WHERE r.run_id = ?) p USING (example_id)"
+            " ORDER BY p.position, a.example_id",
+            [run_a, metric, run_b, metric, run_a],
+        ).fetchnumpy()
+        n_a, n_b = (
+            self.db.execute(
+                "SELECT count(*) FROM scores WHERE run_id = ? AND metric = ? AND " + ok, [r, metric]
+            ).fetchone()[0]
+            for r in (run_a, run_b)
+        )
+        paired = len(cols["example_id"])
+        cols["n_errors"] = (self._errors(run_a, metric), self._errors(run_b, metric))
+        cols["only_in"] = (n_a - paired, n_b - paired)
+        return cols
+
+    def _errors(self, run_id: str, metric: str) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM scores WHERE run_id = ? AND metric = ? AND error IS NOT NULL",
+            [run_id, metric],
+        ).fetchone()[0]
+
     def example_outputs(self, run_id: str, example_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Prompt, reference and output for some examples of a run (for regression listings)."""
         rows = self.db.execute(
