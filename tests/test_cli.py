@@ -197,7 +197,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
 
     r = run_cli("run", "--resume", run_id, "--db", str(db), "--batch-size", "4")
     assert r.returncode == 0, r.stderr
-    assert f"({24 - len(before)} new" in r.stdout
+    assert f"({24 - len(before)} done now" in r.stdout
     after = _examples(db, run_id)
     assert [e for e, _ in after] == [f"e{i:02d}" for i in range(24)]  # no gaps, no duplicates
     assert set(before) <= set(after)  # what was stored before the crash is kept as it was

@@ -51,7 +51,8 @@ def run_cmd(
     for o in outcomes:
         console.print(
             f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples "
-            f"({o.n_new} new, {o.n_examples - o.n_new} stored/cached, {o.n_errors} errors)"
+            f"({o.n_new} done now, {o.n_cached} of the run from the generation cache, "
+            f"{o.n_examples - o.n_new} stored before; {o.n_errors} errors; {o.model_calls} model calls)"
         )
     console.print(f"see: tunegate show RUN_ID --db {db}")
 
