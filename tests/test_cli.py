@@ -235,6 +235,6 @@ def test_quickstart_end_to_end(tmp_path):
     runs = con.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall()
     models = con.execute("SELECT count(*) FROM models").fetchone()[0]
     con.close()
-    assert runs == [("completed", 8)] and models == 2
+    assert runs == [("completed", 10)] and models == 2
     r2 = run_cli("runs", "--db", str(db))
-    assert r2.returncode == 0 and r2.stdout.count("completed") == 8
+    assert r2.returncode == 0 and r2.stdout.count("completed") == 10

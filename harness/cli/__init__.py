@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from harness.cli import gate, quickstart, results, run, suites_cmd
+from harness.cli import data, gate, import_cmd, quickstart, results, run, suites_cmd, train
 from harness.cli.common import console_err
 from harness.errors import UserError
 
@@ -47,6 +47,10 @@ app.command("compare")(results.compare_cmd)
 app.command("gate")(gate.gate_cmd)
 app.command("quickstart")(quickstart.quickstart_cmd)
 app.add_typer(suites_cmd.app, name="suites")
+app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
+app.command("merge")(train.merge_cmd)
+app.add_typer(import_cmd.app, name="import")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ BASELINE = "smollm2"
 # Until a trained adapter exists, the candidate is the same weights in bfloat16: the
 # "did reduced precision cost us anything?" check people run before shipping a cheaper build.
 CANDIDATE = "smollm2?dtype=bfloat16"
-SUITES = ["finetune-qa", "sentiment", "json-extract", "heldout-text"]
+# general-mini (lm-eval tasks) is the "general ability" forgetting check.
+SUITES = ["finetune-qa", "sentiment", "json-extract", "heldout-text", "general-mini"]
 POLICY = "policies/quickstart.yaml"  # under suites/builtin/
 
 

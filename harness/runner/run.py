@@ -38,6 +38,8 @@ class RunOutcome:
     n_new: int
     n_errors: int
     model_calls: int
+    n_cached: int = 0
+    """Examples of the run served from the generation cache (no model call)."""
 
 
 def run_suite(
@@ -97,11 +99,21 @@ def run_suite(
             metrics=[(m.name, m.spec, m.aggregation, m.higher_is_better, m.binary) for m in suite.metrics],
         )
     _seed_everything(options.seed)
-    items = plan_items(suite, examples, done, resolved.fingerprint, backend.render_chat, options.seed)
-    progress = on_start(f"{suite.config.name}", len(items)) if on_start else (lambda n: None)
+    # A kind that drives its own request loop (lm-eval) does everything between create and mark.
+    own_loop = getattr(suite, "execute_run", None)
+    items = (
+        []
+        if own_loop
+        else plan_items(suite, examples, done, resolved.fingerprint, backend.render_chat, options.seed)
+    )
+    n_todo = sum(e.id not in done for e in examples) if own_loop else len(items)
+    progress = on_start(f"{suite.config.name}", n_todo) if on_start else (lambda n: None)
     calls_before = sum(backend.calls.values())
     try:
-        execute(store, run_id, suite, items, backend, options.batch_size, progress)
+        if own_loop:
+            own_loop(store, run_id, backend, options, progress)
+        else:
+            execute(store, run_id, suite, items, backend, options.batch_size, progress)
     except KeyboardInterrupt:
         store.mark_run(run_id, "interrupted", "interrupted by user")
         raise
@@ -110,13 +122,17 @@ def run_suite(
         raise
     store.mark_run(run_id, "completed")
     n_done, n_err = store.counts(run_id)
+    n_cached = store.db.execute(
+        "SELECT count(*) FROM run_examples WHERE run_id = ? AND cached", [run_id]
+    ).fetchone()[0]
     return RunOutcome(
         run_id,
         suite.config.name,
         n_done,
-        len(items),
+        n_todo,
         n_err,
         sum(backend.calls.values()) - calls_before,
+        n_cached,
     )
 
 

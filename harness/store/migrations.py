@@ -100,3 +100,46 @@ def m001_initial(db: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m002_training(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute(
+        """
+        CREATE TABLE training_runs (
+            training_run_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,             -- sft | dpo
+            name VARCHAR,
+            status VARCHAR NOT NULL,           -- running | completed | failed | interrupted
+            parent_model_id VARCHAR NOT NULL,  -- what was trained: a base, or an SFT candidate for DPO
+            candidate_model_id VARCHAR,        -- the registered adapter (set when training completes)
+            adapter_path VARCHAR,
+            config JSON,                       -- the validated training config, defaults filled in
+            dataset_hash VARCHAR,              -- sha256 over the train (and validation) file contents
+            dataset JSON,                      -- files, formats and record counts per split
+            seed INTEGER,
+            versions JSON,
+            git_sha VARCHAR,
+            host VARCHAR,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            summary JSON,                      -- steps, last train loss, best eval loss, early stop
+            error VARCHAR
+        );
+        CREATE TABLE training_logs (
+            training_run_id VARCHAR NOT NULL,
+            seq INTEGER NOT NULL,              -- order of log events within the run
+            step INTEGER NOT NULL,             -- optimizer step
+            epoch DOUBLE,
+            split VARCHAR NOT NULL,            -- train | eval | summary
+            loss DOUBLE,                       -- train loss (split=train) or eval loss (split=eval)
+            learning_rate DOUBLE,
+            grad_norm DOUBLE,
+            reward_margin DOUBLE,              -- DPO: mean chosen - rejected reward
+            reward_accuracy DOUBLE,            -- DPO: share of pairs with chosen reward > rejected
+            metrics JSON,                      -- every value the trainer logged
+            logged_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (training_run_id, seq)
+        );
+        """
+    )

@@ -1,0 +1,199 @@
+"""`tunegate train sft | dpo` and `tunegate merge`: candidates from TRL, evaluated against their base."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.cli.common import DEFAULT_DB, DbOption, console, console_err, fmt
+
+app = typer.Typer(help="Train LoRA/QLoRA adapters (SFT, DPO) as candidates.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML.")]
+EvalOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--eval", help="After training, run this suite on base and candidate and compare (repeatable)."
+    ),
+]
+LimitOption = Annotated[int | None, typer.Option(help="--eval: only the first N examples per suite.", min=1)]
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Override the config's model spec.")]
+StepsOption = Annotated[int | None, typer.Option(help="Override training.max_steps.", min=1)]
+OutOption = Annotated[Path | None, typer.Option("--output-dir", help="Override where the adapter is saved.")]
+SeedOption = Annotated[int | None, typer.Option(help="Override training.seed.")]
+ProgressOption = Annotated[bool, typer.Option(help="Show training progress.")]
+
+
+@app.command("sft")
+def sft_cmd(
+    config: ConfigOption,
+    eval_suites: EvalOption = None,
+    db: DbOption = DEFAULT_DB,
+    limit: LimitOption = None,
+    model: ModelOption = None,
+    max_steps: StepsOption = None,
+    output_dir: OutOption = None,
+    seed: SeedOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Supervised fine-tuning with a LoRA (or 4-bit QLoRA) adapter; registers the candidate."""
+    overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
+    _train("sft", config, eval_suites or [], db, limit, overrides, progress)
+
+
+@app.command("dpo")
+def dpo_cmd(
+    config: ConfigOption,
+    eval_suites: EvalOption = None,
+    db: DbOption = DEFAULT_DB,
+    limit: LimitOption = None,
+    model: ModelOption = None,
+    max_steps: StepsOption = None,
+    output_dir: OutOption = None,
+    seed: SeedOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """DPO on preference pairs with a LoRA adapter (on a base or an SFT candidate)."""
+    overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
+    _train("dpo", config, eval_suites or [], db, limit, overrides, progress)
+
+
+def _train(kind: str, config: Path, suites: list[str], db: Path, limit, overrides, progress: bool) -> None:
+    import warnings
+
+    from trainers.config import load_config
+
+    loaded = load_config(config, kind, **overrides)
+    if suites:  # a bad suite fails now, not after an hour of training
+        from suites import load_suite
+
+        for s in suites:
+            load_suite(s)
+    if kind == "sft":
+        from trainers.sft import train_sft as train
+    else:
+        from trainers.dpo import train_dpo as train
+    with _step_progress(progress) as advance, warnings.catch_warnings():
+        # Deprecation notices from transformers/TRL internals are not the user's to act on.
+        warnings.simplefilter("ignore", FutureWarning)
+        cand = train(loaded, db, advance)
+    print_candidate(cand)
+    if not suites:
+        console.print(f'evaluate it: tunegate run -m "{cand.spec}" -s SUITE --db {db}', highlight=False)
+    else:
+        evaluate_candidate(loaded.cfg.model, cand.spec, suites, db, limit, progress)
+
+
+def print_candidate(cand) -> None:
+    s = cand.summary
+    console.print(
+        f"[bold]candidate[/] {cand.model_id}  "
+        f"(training run {cand.training_run_id}, parent {cand.parent_model_id})"
+    )
+    console.print(f"  spec     {cand.spec}", highlight=False, soft_wrap=True)
+    line = f"  steps    {s.get('steps')}/{s.get('max_steps')}  train loss {_f(s.get('train_loss'))}"
+    if s.get("best_eval_loss") is not None:
+        line += f"  best eval loss {_f(s['best_eval_loss'])} at step {s.get('best_step')}"
+    if s.get("stopped_early"):
+        line += "  [yellow](stopped early: eval loss stopped improving)[/]"
+    if s.get("reward_margin") is not None:
+        line += f"  reward margin {_f(s['reward_margin'])}  accuracy {_f(s.get('reward_accuracy'))}"
+    console.print(line, highlight=False)
+
+
+def evaluate_candidate(
+    parent: str, candidate: str, suites: list[str], db: Path, limit, progress: bool
+) -> None:
+    """Suites on the parent (cached outputs are reused) and the candidate, then paired comparisons."""
+    from harness.cli.results import print_comparison
+    from harness.cli.run import evaluate
+    from harness.results import compare_runs
+    from harness.runner import RunOptions
+    from harness.store import Store
+
+    options = RunOptions(limit=limit)
+    console.rule(f"baseline: {parent}")
+    base = evaluate(parent, suites, db, options, progress=progress)
+    console.rule("candidate")
+    cand = evaluate(candidate, suites, db, options, progress=progress)
+    console.rule("comparison (paired over examples)")
+    with Store(db) as store:
+        for a, b in zip(base, cand):
+            print_comparison(*compare_runs(store, a.run_id, b.run_id, k=3), top=3)
+
+
+def merge_cmd(
+    candidate: Annotated[
+        str, typer.Argument(help="Adapter model spec (…?adapter=DIR), model id or training run id.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the merged model.")],
+    db: DbOption = DEFAULT_DB,
+    tolerance: Annotated[float, typer.Option(help="Max |logit difference| allowed vs base+adapter.")] = 1e-4,
+) -> None:
+    """Merge an adapter into its base: a standalone safetensors folder, checked logit for logit."""
+    import warnings
+
+    from harness.store import Store
+    from trainers.merge import find_candidate, merge_adapter
+
+    spec = candidate
+    if "adapter=" not in candidate:
+        with Store(db, must_exist=True) as store:
+            spec = find_candidate(store, candidate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        res = merge_adapter(spec, out, tolerance=tolerance, db=db)
+    console.print(
+        f"merged {res.candidate_model_id} → {res.out} (model {res.model_id}); "
+        f"max |Δlogit| vs base+adapter {res.max_abs_diff:.2e}"
+    )
+    console.print(f"evaluate it with: tunegate run -m hf:{res.out} -s SUITE", highlight=False)
+
+
+@contextmanager
+def _step_progress(enabled: bool) -> Iterator[Callable[[int, int, dict[str, Any]], None] | None]:
+    """A rich bar on a terminal; otherwise a line at every tenth of the run (CI logs)."""
+    if not enabled:
+        yield None
+        return
+    if not console_err.is_terminal:
+
+        def line(step: int, total: int, logs: dict[str, Any]) -> None:
+            if step == total or step % max(1, total // 10) == 0:
+                console_err.print(f"train: step {step}/{total}  {_logs(logs)}", highlight=False)
+
+        yield line
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[logs]}"),
+        console=console_err,
+    ) as prog:
+        task = prog.add_task("train", total=None, logs="")
+
+        def bar(step: int, total: int, logs: dict[str, Any]) -> None:
+            prog.update(task, completed=step, total=total, logs=_logs(logs))
+
+        yield bar
+
+
+def _logs(logs: dict[str, Any]) -> str:
+    keys = (("loss", "loss"), ("eval_loss", "eval loss"), ("rewards/margins", "margin"))
+    return "  ".join(f"{label} {_f(logs[k])}" for k, label in keys if k in logs)
+
+
+def _f(v: Any) -> str:
+    return fmt(float(v)) if isinstance(v, int | float) else "–"
+
+
+def _str(p: Path | None) -> str | None:
+    return str(p) if p is not None else None
