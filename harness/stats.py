@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-AGGREGATIONS = ("mean", "perplexity", "macro_f1")
+AGGREGATIONS = ("mean", "perplexity", "macro_f1", "weighted_mean")
 # Bound on the (rows, n) resample matrix: keeps peak memory near 100 MB for any n while each
 # chunk is still large enough that numpy's per-call overhead is negligible.
 _MAX_CHUNK_ELEMENTS = 2**23
@@ -113,11 +113,21 @@ def _row_statistic(s: ScoreArrays, aggregation: str) -> Callable[[np.ndarray], n
                 return np.exp(wlog[idx].sum(axis=1) / w[idx].sum(axis=1))
 
         return ppl
+    if aggregation == "weighted_mean":  # sum(w * v) / sum(w): bits per byte over all bytes
+        w = s.weight if s.weight is not None else np.ones_like(s.value)
+        wv = w * s.value
+
+        def wmean(idx: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return wv[idx].sum(axis=1) / w[idx].sum(axis=1)
+
+        return wmean
     return _macro_f1_statistic(s)
 
 
 def aggregate(s: ScoreArrays, aggregation: str) -> float:
-    """Aggregate per-example scores into one number ("mean", "perplexity" or "macro_f1").
+    """Aggregate per-example scores into one number ("mean", "perplexity", "macro_f1" or
+    "weighted_mean", which is sum(w * v) / sum(w)).
 
     "perplexity" is token-weighted: exp(sum(w * log v) / sum(w)) with v the per-example perplexity
     and w its token count (equal weights when ``weight`` is None). Empty input gives nan.

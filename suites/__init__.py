@@ -1,6 +1,6 @@
 """Suite kinds and their scorers. Importing registers the built-in kinds and metrics."""
 
-from suites import benchmark, perplexity, task  # noqa: F401  (registration)
+from suites import benchmark, judge, perplexity, task  # noqa: F401  (registration)
 from suites.base import SUITE_KINDS, Example, Request, SuiteKind
 from suites.loader import builtin_suites, content_hash, load_suite, suite_id
 

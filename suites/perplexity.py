@@ -1,8 +1,22 @@
-"""`perplexity` suites: token-level NLL of held-out text, strided windows for long texts."""
+r"""`perplexity` suites: token-level NLL of held-out text, strided windows for long texts.
+
+Token perplexity cannot be compared between models with different tokenizers (a base and a
+model with an extended vocabulary, or across languages), so every example also gets the
+tokenizer-free measures lm-evaluation-harness defines for `loglikelihood_rolling` tasks:
+
+    word_perplexity = exp(sum(nll) / sum(words))   words = len(re.split(r"\s+", text))
+    byte_perplexity = exp(sum(nll) / sum(bytes))   bytes = len(text.encode("utf-8"))
+    bits_per_byte   = sum(nll) / sum(bytes) / ln 2
+
+Each is stored per example with its count as the weight, so the run aggregate is exactly
+lm-eval's corpus-level number. lm-eval's word count is whitespace-based: a Chinese paragraph
+without spaces is one "word", which is why bits_per_byte is the number to compare there.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +71,13 @@ class PerplexitySuite(SuiteKind):
             "name": "perplexity",
             "args": {"max_length": self.config.max_length, "stride": self._stride()},
         }
-        return [BoundMetric("perplexity", None, spec, "perplexity", False, False)]
+        return [
+            BoundMetric("perplexity", None, spec, "perplexity", False, False),
+            *(
+                BoundMetric(name, None, {**spec, "name": name}, agg, False, False)
+                for name, agg in _EXTRAS.items()
+            ),
+        ]
 
     def _stride(self) -> int:
         return self.config.stride or self.config.max_length
@@ -105,6 +125,9 @@ class PerplexitySuite(SuiteKind):
         if nll is None or not n:
             return self.error_scores(example, "no tokens scored")
         ppl = math.exp(nll / n)
+        text = example.record[self.config.text_field]
+        words, n_bytes = count_words(text), count_bytes(text)
+        counts = {"nll": nll, "n_words": words, "n_bytes": n_bytes}
         return [
             ScoreRow(
                 example.id,
@@ -113,5 +136,30 @@ class PerplexitySuite(SuiteKind):
                 float(n),
                 None,
                 {"nll": nll, "n_tokens": n, "bits_per_token": nll / n / math.log(2)},
-            )
+            ),
+            ScoreRow(example.id, "word_perplexity", _exp(nll / words), float(words), None, counts),
+            ScoreRow(example.id, "byte_perplexity", _exp(nll / n_bytes), float(n_bytes), None, counts),
+            ScoreRow(example.id, "bits_per_byte", nll / n_bytes / math.log(2), float(n_bytes), None, counts),
         ]
+
+
+# Metric name → aggregation; all are lower-is-better and weighted by their word/byte counts.
+_EXTRAS = {"word_perplexity": "perplexity", "byte_perplexity": "perplexity", "bits_per_byte": "weighted_mean"}
+
+
+def count_words(text: str) -> int:
+    """lm-eval's `Task.count_words`: pieces between whitespace runs (empty edges count)."""
+    return len(re.split(r"\s+", text))
+
+
+def count_bytes(text: str) -> int:
+    """lm-eval's `Task.count_bytes`: UTF-8 length."""
+    return len(text.encode("utf-8"))
+
+
+def _exp(x: float) -> float:
+    # A long text over few words can overflow exp; inf keeps the row honest and out of nan.
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf

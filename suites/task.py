@@ -21,7 +21,7 @@ from suites.base import (
     example_ids,
     read_jsonl,
 )
-from suites.metrics import METRICS, ExampleView
+from suites.metrics import METRICS, PRESETS, ExampleView
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
@@ -42,7 +42,7 @@ class TaskConfig(SuiteConfig):
     """Wrap the prompt in the model's chat template (False: send the raw prompt)."""
     generation: GenerationParams = Field(default_factory=GenerationParams)
     metrics: list[str | dict[str, Any]] = Field(min_length=1)
-    """Metric names, or mappings {name, as?, ...options}."""
+    """Metric names, mappings {name, as?, ...options}, or preset names (`llamafactory`)."""
 
 
 @SUITE_KINDS.register("task")
@@ -56,7 +56,13 @@ class TaskSuite(SuiteKind):
 
     def bind_metrics(self) -> list[BoundMetric]:
         bound, names = [], set()
-        for i, entry in enumerate(self.config.metrics):
+        # A preset name (e.g. `llamafactory`) stands for several metric entries.
+        entries = [
+            (i, e)
+            for i, entry in enumerate(self.config.metrics)
+            for e in (PRESETS[entry] if isinstance(entry, str) and entry in PRESETS else [entry])
+        ]
+        for i, entry in entries:
             loc = ("metrics", i)
             if isinstance(entry, str):
                 name, alias, args = entry, entry, {}

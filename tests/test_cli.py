@@ -226,15 +226,25 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
 
 def test_quickstart_end_to_end(tmp_path):
     db = tmp_path / "q.duckdb"
-    r = run_cli("quickstart", "--limit", "3", "--db", str(db), timeout=900)
+    r = run_cli("quickstart", "--limit", "3", "--steps", "3", "--db", str(db), timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "candidate" in r.stdout and "steps    3/3" in r.stdout
     assert "comparison (paired over examples)" in r.stdout
     assert "wins/losses/ties" in r.stdout
     assert "gate passed" in r.stdout or "gate failed" in r.stdout
+    html = (tmp_path / "quickstart-report.html").read_text(encoding="utf-8")
+    assert "Scoreboard" in html and "judge-qa" in html
     con = duckdb.connect(str(db), read_only=True)
     runs = con.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall()
     models = con.execute("SELECT count(*) FROM models").fetchone()[0]
+    # The candidate is the trained adapter, registered with its base and its training run.
+    lineage = con.execute(
+        "SELECT t.kind, t.status, c.base_model_id = t.parent_model_id, count(l.step) > 0 "
+        "FROM models c JOIN training_runs t ON c.model_id = t.candidate_model_id "
+        "LEFT JOIN training_logs l USING (training_run_id) GROUP BY ALL"
+    ).fetchall()
     con.close()
-    assert runs == [("completed", 10)] and models == 2
+    assert runs == [("completed", 12)] and models == 2
+    assert lineage == [("sft", "completed", True, True)]
     r2 = run_cli("runs", "--db", str(db))
-    assert r2.returncode == 0 and r2.stdout.count("completed") == 10
+    assert r2.returncode == 0 and r2.stdout.count("completed") == 12

@@ -112,7 +112,7 @@ def test_spec_records_defaults() -> None:
     assert built.spec == {
         "name": "exact_match",
         "args": {"ignore_case": True, "ignore_punctuation": True, "ignore_articles": True,
-                 "collapse_whitespace": True},
+                 "collapse_whitespace": True, "tokenize": "auto", "to_simplified": False},
     }  # fmt: skip
     json.dumps(METRICS.build("json_schema", {"schema": {"type": "object"}}).spec)
 
@@ -125,7 +125,8 @@ def test_exact_match_matches_squad(pred: str, refs: list[str]) -> None:
     r = score("exact_match", pred, refs, ignore_articles=True)
     expected = metric_max_over_ground_truths(squad_exact_match_score, pred, refs)
     assert r.value == float(expected)
-    assert r.detail == {"normalized_prediction": squad_normalize_answer(pred)}
+    # auto on English references is SQuAD's normalisation, and says so.
+    assert r.detail == {"normalized_prediction": squad_normalize_answer(pred), "tokenizer": "default"}
 
 
 @pytest.mark.parametrize(("pred", "refs"), CASES)
@@ -191,17 +192,22 @@ def test_rouge_stemmer_changes_scores() -> None:
 # --- BLEU / chrF vs sacrebleu ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tokenize", ["13a", "intl", "char", "none", "zh"])
+# Our names (auto/default/char) map to sacrebleu's 13a/13a/zh; other sacrebleu names pass through.
+@pytest.mark.parametrize(
+    ("tokenize", "sacrebleu_name"),
+    [("auto", "13a"), ("default", "13a"), ("char", "zh"), ("13a", "13a"), ("intl", "intl"),
+     ("none", "none"), ("zh", "zh")],
+)  # fmt: skip
 @pytest.mark.parametrize("lowercase", [False, True])
-def test_bleu_matches_sentence_bleu(tokenize: str, lowercase: bool) -> None:
+def test_bleu_matches_sentence_bleu(tokenize: str, sacrebleu_name: str, lowercase: bool) -> None:
     # One scorer over all cases in turn: the reused BLEU object must not carry state over.
     scorer = METRICS.build("bleu", {"tokenize": tokenize, "lowercase": lowercase}).unit
     for pred, refs in CASES:
-        expected = sacrebleu.sentence_bleu(pred, refs, tokenize=tokenize, lowercase=lowercase).score
+        expected = sacrebleu.sentence_bleu(pred, refs, tokenize=sacrebleu_name, lowercase=lowercase).score
         r = scorer(pred, ExampleView(refs))
         assert r.value == pytest.approx(expected, abs=TOL), (pred, refs)
         assert r.value == expected  # the same computation, so bit-identical
-        assert r.detail == {"tokenize": tokenize}
+        assert r.detail is not None and r.detail["tokenize"] == sacrebleu_name
 
 
 def test_bleu_multi_reference_uses_all_references() -> None:

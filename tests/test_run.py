@@ -166,7 +166,11 @@ def test_perplexity_suite_aggregate_is_token_weighted(tmp_path, store, smollm2):
     rows = store.scores(out.run_id, "perplexity")
     nll = sum(d["nll"] for *_, d in rows)
     tokens = sum(d["n_tokens"] for *_, d in rows)
-    _, [m] = summarize_run(store, out.run_id)
+    _, summaries = summarize_run(store, out.run_id)
+    by_name = {s.metric: s for s in summaries}
+    # perplexity and the tokenizer-free extras (checked against lm-eval in tests/test_zh_perplexity.py)
+    assert set(by_name) == {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"}
+    m = by_name["perplexity"]
     assert m.summary.value == pytest.approx(math.exp(nll / tokens), rel=1e-12)
     assert not m.higher_is_better
 

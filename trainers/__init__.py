@@ -11,11 +11,11 @@ from typing import Any
 __all__ = ["merge_adapter", "quickstart_candidate", "train_dpo", "train_sft"]
 
 
-def quickstart_candidate(db: Path, progress: Any = None) -> str:
+def quickstart_candidate(db: Path, progress: Any = None, max_steps: int | None = None) -> str:
     """Model spec of the bundled QLoRA SFT candidate (trained once per machine, then cached)."""
     from trainers.quickstart import quickstart_candidate as run
 
-    return run(db, progress)
+    return run(db, progress, max_steps=max_steps)
 
 
 def train_sft(loaded: Any, db: Path, progress: Any = None) -> Any:

@@ -6,6 +6,7 @@ the tokenizer the model will train with, and warnings only where a threshold is 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,10 @@ from typing import Any
 import numpy as np
 
 from trainers.data import Example, TrainingData, normalize, read_data
+from trainers.text_checks import near_duplicate_groups, script_counts
+
+# Han ideographs and kana (scripts without spaces between words).
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,18 @@ class DataReport:
     exact_duplicates: list[list[int]]
     """Groups of lines holding identical records (each group lists every copy)."""
     near_duplicates: list[list[int]]
-    """Groups identical after normalisation (case, punctuation, spacing) but not exactly."""
+    """Groups not exactly identical whose character 3-grams overlap (Jaccard >= 0.8, any
+    language; this includes texts identical after normalising case, punctuation, spacing)."""
     chosen_equals_rejected: list[int]
     output_tokens: Lengths
     total_tokens: Lengths
     """Whole chat-templated record, as the trainer will see it."""
+    output_chars: Lengths
+    """Output lengths in characters (whitespace words mean nothing in Chinese)."""
+    scripts: dict[str, int]
+    """Records written in simplified / traditional Chinese (by their script-specific characters)."""
+    mixed_script: list[int]
+    """Lines whose text mixes simplified-only and traditional-only characters."""
     short_outputs: list[int]
     long_records: list[int]
     first_words: dict[str, Any]
@@ -98,13 +110,18 @@ def check_data(data: TrainingData, tokenizer: Any, *, min_output_tokens: int, ma
         ],
         output_tokens=Lengths.of([n for _, n in out_tokens]),
         total_tokens=Lengths.of([n for _, n in totals]),
+        output_chars=Lengths.of([len(text) for _, text in outputs]),
+        scripts={},
+        mixed_script=[],
         short_outputs=sorted({line for line, n in out_tokens if 0 < n < min_output_tokens}),
         long_records=sorted({line for line, n in totals if n > max_length}),
         first_words=_first_words([text for _, text in outputs if _first_word(text)]),
     )
     exact = {line for g in report.exact_duplicates for line in g}
-    near = _groups(exs, lambda ex: normalize(" ".join(m["content"] for m in _all(ex))))
+    texts = [" ".join(m["content"] for m in _all(ex)) for ex in exs]
+    near = near_duplicate_groups(texts, [ex.line for ex in exs])
     report.near_duplicates = [g for g in near if not set(g) <= exact]
+    report.scripts, report.mixed_script = _scripts(texts, [ex.line for ex in exs])
     report.warnings = _warnings(report, min_output_tokens, max_length)
     return report
 
@@ -130,6 +147,16 @@ def _warnings(r: DataReport, min_output_tokens: int, max_length: int) -> list[st
         w.append(
             f"{len(r.near_duplicates)} group(s) of near-duplicates (same text after normalising): "
             + "; ".join(_lines(g) for g in r.near_duplicates[:5])
+        )
+    if r.mixed_script:
+        w.append(
+            f"{len(r.mixed_script)} record(s) mix traditional and simplified Chinese characters: "
+            f"lines {_lines(r.mixed_script)}"
+        )
+    if len(r.scripts) == 2:
+        w.append(
+            f"the file mixes scripts: {r.scripts['simplified']} simplified and "
+            f"{r.scripts['traditional']} traditional Chinese record(s) (convert with OpenCC to one)"
         )
     if r.chosen_equals_rejected:
         w.append(
@@ -203,7 +230,27 @@ def _first_words(texts: list[str]) -> dict[str, Any]:
 
 def _first_word(text: str) -> str:
     parts = normalize(text).split()
-    return parts[0] if parts else ""
+    if not parts:
+        return ""
+    first = parts[0]
+    # Chinese has no spaces: the "first word" would be the whole first clause. Two characters
+    # stand in for a word (您好, 可以, 我们), enough to see a templated opening.
+    return first[:2] if _CJK.match(first) else first
+
+
+def _scripts(texts: list[str], lines: list[int]) -> tuple[dict[str, int], list[int]]:
+    """Records per Chinese script, and the lines that mix both scripts' own characters."""
+    scripts: Counter[str] = Counter()
+    mixed = []
+    for text, line in zip(texts, lines):
+        if not _CJK.search(text):
+            continue
+        simp, trad = script_counts(text)
+        if simp and trad:
+            mixed.append(line)
+        elif simp or trad:
+            scripts["simplified" if simp else "traditional"] += 1
+    return dict(scripts), mixed
 
 
 def _all(ex: Example) -> list[dict[str, str]]:

@@ -11,13 +11,15 @@ from trainers.register import Candidate, read_meta, register_cached
 QUICKSTART_CONFIG = DATA_DIR / "quickstart_sft.yaml"
 
 
-def quickstart_candidate(db: Path, progress: Progress | None = None, config: Path = QUICKSTART_CONFIG) -> str:
+def quickstart_candidate(
+    db: Path, progress: Progress | None = None, config: Path = QUICKSTART_CONFIG, max_steps: int | None = None
+) -> str:
     """Model spec of the bundled QLoRA SFT candidate, training it only if no cached adapter matches."""
-    return quickstart_training(db, progress, config).spec
+    return quickstart_training(db, progress, config, max_steps).spec
 
 
 def quickstart_training(
-    db: Path, progress: Progress | None = None, config: Path = QUICKSTART_CONFIG
+    db: Path, progress: Progress | None = None, config: Path = QUICKSTART_CONFIG, max_steps: int | None = None
 ) -> Candidate:
     """Like `quickstart_candidate`, with the lineage and training summary."""
     from harness.models import resolve_model
@@ -25,7 +27,7 @@ def quickstart_training(
     from trainers.job import load_splits
     from trainers.sft import train_sft
 
-    loaded = load_config(config, "sft")
+    loaded = load_config(config, "sft", max_steps=max_steps)
     splits = load_splits(loaded, "sft")
     # Same config + data + base weights → same folder; a finished adapter there is reused.
     key = loaded.key(splits.hash, resolve_model(loaded.cfg.model).fingerprint)

@@ -9,7 +9,19 @@ import sys
 
 import typer
 
-from harness.cli import data, gate, import_cmd, quickstart, results, run, suites_cmd, train
+from harness.cli import (
+    data,
+    gate,
+    import_cmd,
+    judge_cmd,
+    quickstart,
+    report,
+    results,
+    run,
+    score,
+    suites_cmd,
+    train,
+)
 from harness.cli.common import console_err
 from harness.errors import UserError
 
@@ -51,6 +63,9 @@ app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command("merge")(train.merge_cmd)
 app.add_typer(import_cmd.app, name="import")
+app.add_typer(judge_cmd.app, name="judge")
+app.command("report")(report.report_cmd)
+app.command("score")(score.score_cmd)
 
 
 def main() -> None:
@@ -84,7 +99,11 @@ def main() -> None:
     except Exception as e:  # click usage errors arrive here with standalone_mode=False
         import click
 
-        if isinstance(e, click.ClickException):
+        try:  # typer >= 0.2x raises its vendored click's exceptions, not click's
+            from typer._click import ClickException as TyperClickException
+        except ImportError:
+            TyperClickException = click.ClickException
+        if isinstance(e, click.ClickException | TyperClickException):
             e.show()
             sys.exit(2)
         raise

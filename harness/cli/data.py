@@ -63,7 +63,15 @@ def _print_report(r) -> None:
     t.add_row("near-duplicate groups", str(len(r.near_duplicates)))
     if r.format == "dpo":
         t.add_row("chosen == rejected", str(len(r.chosen_equals_rejected)))
-    for label, s in (("output tokens", r.output_tokens), ("record tokens", r.total_tokens)):
+    if r.scripts or r.mixed_script:
+        parts = [f"{n} {name}" for name, n in sorted(r.scripts.items())]
+        t.add_row("Chinese script", ", ".join(parts + [f"{len(r.mixed_script)} mixed"]))
+    lengths = (
+        ("output tokens", r.output_tokens),
+        ("record tokens", r.total_tokens),
+        ("output chars", r.output_chars),
+    )
+    for label, s in lengths:
         t.add_row(label, f"min {s.min}  median {s.median:g}  p95 {s.p95:g}  max {s.max}  (n={s.n})")
     fw = r.first_words
     top = ", ".join(f"{w or '∅'} {c}" for w, c in fw["top"])

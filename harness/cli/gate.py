@@ -20,6 +20,9 @@ def gate_cmd(
     suite: Annotated[list[str] | None, typer.Option("--suite", help="Only gate these suites.")] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
     summary: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML report with the verdict here.")
+    ] = None,
 ) -> None:
     """Gate CANDIDATE against BASELINE with POLICY, from stored runs only."""
     from harness.gate import load_policy, run_gate
@@ -29,7 +32,15 @@ def gate_cmd(
 
     with Store(db, must_exist=True) as store:
         result = run_gate(store, pol, doc, baseline, candidate, suite)
+        if html:
+            from reports import write_report
+
+            html = write_report(store, None, html, gate=result)
     code = report_gate(result, junit=junit, summary=summary)
+    if html:
+        from harness.cli.report import announce
+
+        announce(html)
     raise typer.Exit(code)
 
 

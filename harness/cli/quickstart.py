@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,44 +10,58 @@ import typer
 from harness.cli.common import DEFAULT_DB, DbOption, console
 
 BASELINE = "smollm2"
-# Until a trained adapter exists, the candidate is the same weights in bfloat16: the
-# "did reduced precision cost us anything?" check people run before shipping a cheaper build.
-CANDIDATE = "smollm2?dtype=bfloat16"
-# general-mini (lm-eval tasks) is the "general ability" forgetting check.
-SUITES = ["finetune-qa", "sentiment", "json-extract", "heldout-text", "general-mini"]
+# general-mini (lm-eval tasks) is the "general ability" forgetting check; judge-qa grades the
+# finetune-qa answers with a local judge (an endpoint when TUNEGATE_JUDGE_BASE_URL is set).
+SUITES = ["finetune-qa", "sentiment", "json-extract", "heldout-text", "general-mini", "judge-qa"]
 POLICY = "policies/quickstart.yaml"  # under suites/builtin/
 
 
 def quickstart_cmd(
     db: DbOption = DEFAULT_DB,
     limit: Annotated[int | None, typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
-    candidate: Annotated[str, typer.Option(help="Candidate model spec.")] = CANDIDATE,
+    candidate: Annotated[
+        str | None,
+        typer.Option(help="Candidate model spec; default: QLoRA-SFT SmolLM2 on the bundled data (cached)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps for the bundled candidate (default 30).", min=1)
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Evaluate the bundled SmolLM2 and a candidate on the built-in suites, then compare."""
+    """Fine-tune SmolLM2 with QLoRA on the bundled data, evaluate base vs candidate, compare, gate."""
     from harness.cli.gate import report_gate
-    from harness.cli.results import print_comparison
-    from harness.cli.run import evaluate
+    from harness.cli.train import evaluate_candidate
     from harness.gate import load_policy, run_gate
-    from harness.results import compare_runs
-    from harness.runner import RunOptions
     from harness.store import Store
+    from reports import write_report
     from suites.loader import BUILTIN_DIR
 
-    options = RunOptions(limit=limit)
-    console.rule(f"baseline: {BASELINE}")
-    base = evaluate(BASELINE, SUITES, db, options, progress=progress)
-    console.rule(f"candidate: {candidate}")
-    cand = evaluate(candidate, SUITES, db, options, progress=progress)
-    console.rule("comparison (paired over examples)")
+    if candidate is None:
+        candidate = _train_candidate(db, steps, progress)
+    base, cand = evaluate_candidate(BASELINE, candidate, SUITES, db, limit, progress)
     with Store(db) as store:
-        for a, b in zip(base, cand):
-            print_comparison(*compare_runs(store, a.run_id, b.run_id, k=3), top=3)
         console.rule(f"gate: {POLICY}")
         policy, doc = load_policy(BUILTIN_DIR / POLICY)
         result = run_gate(store, policy, doc, [o.run_id for o in base], [o.run_id for o in cand])
+        html = write_report(store, None, Path(db).with_name("quickstart-report.html"), gate=result)
     report_gate(result)  # the verdict is the demo; quickstart itself exits 0 either way
+    console.print(f"HTML report: {html}", highlight=False)
     console.print(
         f"\nstored in {db}: `tunegate runs --db {db}`, `tunegate show RUN_ID`, or SQL, e.g.\n"
         f'  duckdb {db} "SELECT run_id, metric, avg(value) FROM scores GROUP BY ALL"'
     )
+
+
+def _train_candidate(db, steps: int | None, progress: bool) -> str:
+    """The bundled QLoRA SFT run; an adapter trained earlier with the same config is reused."""
+    import warnings
+
+    from harness.cli.train import print_candidate, step_progress
+    from trainers.quickstart import quickstart_training
+
+    console.rule("training: QLoRA SFT of smollm2 on trainers/data/finetune_sft.jsonl")
+    with step_progress(progress) as advance, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        cand = quickstart_training(db, advance, max_steps=steps)
+    print_candidate(cand)
+    return cand.spec

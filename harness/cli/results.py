@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -68,6 +69,9 @@ def compare_cmd(
     candidate: Annotated[str, typer.Argument(help="Candidate run id.")],
     db: DbOption = DEFAULT_DB,
     top: Annotated[int, typer.Option(help="Most-regressed examples to list per metric.")] = 5,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the HTML report of the two runs here.")
+    ] = None,
 ) -> None:
     """Paired comparison of CANDIDATE against BASELINE on the examples both scored."""
     from harness.results import compare_runs
@@ -75,7 +79,15 @@ def compare_cmd(
 
     with Store(db, must_exist=True) as store:
         ra, rb, comps = compare_runs(store, baseline, candidate, k=top)
+        if html:
+            from reports import write_report
+
+            path = write_report(store, [ra.run_id, rb.run_id], html)
     print_comparison(ra, rb, comps, top)
+    if html:
+        from harness.cli.report import announce
+
+        announce(path)
 
 
 def print_comparison(ra, rb, comps, top: int = 5) -> None:

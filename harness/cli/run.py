@@ -14,7 +14,11 @@ from harness.errors import UserError
 def run_cmd(
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Model spec: smollm2, hf:DIR, gguf:FILE, …?adapter=DIR"),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model spec: smollm2, hf:DIR, gguf:FILE, …?adapter=DIR, predictions:FILE.jsonl",
+        ),
     ] = None,
     suite: Annotated[
         list[str] | None,
@@ -60,7 +64,7 @@ def run_cmd(
 def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = True) -> list:
     """Validate every input first, then load the model and run the suites one by one."""
     from harness.models import parse_model_spec, resolve_model
-    from harness.models.hf import HFModel
+    from harness.models.backend import open_backend
     from harness.runner import run_suite
     from harness.store import Store
     from suites import load_suite
@@ -68,7 +72,11 @@ def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = 
     loaded = [load_suite(s) for s in suites]  # bad suite files fail before anything is stored
     spec = parse_model_spec(model)
     resolved = resolve_model(spec)
-    backend = HFModel(resolved)
+    backend = open_backend(resolved)
+    bind = getattr(backend, "bind", None)
+    if bind is not None and not options.resume:  # a predictions file must cover every suite
+        for s in loaded:
+            bind(s, s.examples[: options.limit] if options.limit else s.examples)
     outcomes = []
     with Store(db, must_exist=bool(options.resume)) as store, progress_bars(progress) as start:
         for s in loaded:

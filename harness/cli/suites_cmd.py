@@ -44,7 +44,7 @@ def metrics_cmd() -> None:
     """List the registered metrics and their options."""
     import inspect
 
-    from suites.metrics import METRICS
+    from suites.metrics import METRICS, PRESETS
 
     t = Table("metric", "options", "better", "description")
     for name in METRICS.names():
@@ -60,3 +60,5 @@ def metrics_cmd() -> None:
             (inspect.getdoc(e.factory) or "").split("\n")[0],
         )
     console.print(t)
+    for preset, entries in PRESETS.items():
+        console.print(f"preset [bold]{preset}[/]: " + ", ".join(e["as"] for e in entries))

@@ -77,7 +77,7 @@ def _train(kind: str, config: Path, suites: list[str], db: Path, limit, override
         from trainers.sft import train_sft as train
     else:
         from trainers.dpo import train_dpo as train
-    with _step_progress(progress) as advance, warnings.catch_warnings():
+    with step_progress(progress) as advance, warnings.catch_warnings():
         # Deprecation notices from transformers/TRL internals are not the user's to act on.
         warnings.simplefilter("ignore", FutureWarning)
         cand = train(loaded, db, advance)
@@ -106,9 +106,12 @@ def print_candidate(cand) -> None:
 
 
 def evaluate_candidate(
-    parent: str, candidate: str, suites: list[str], db: Path, limit, progress: bool
-) -> None:
-    """Suites on the parent (cached outputs are reused) and the candidate, then paired comparisons."""
+    parent: str, candidate: str, suites: list[str], db: Path, limit: int | None, progress: bool
+) -> tuple[list[Any], list[Any]]:
+    """Suites on the parent (cached outputs are reused) and the candidate, then paired comparisons.
+
+    Returns both sides' run outcomes, suite by suite.
+    """
     from harness.cli.results import print_comparison
     from harness.cli.run import evaluate
     from harness.results import compare_runs
@@ -124,6 +127,7 @@ def evaluate_candidate(
     with Store(db) as store:
         for a, b in zip(base, cand):
             print_comparison(*compare_runs(store, a.run_id, b.run_id, k=3), top=3)
+    return base, cand
 
 
 def merge_cmd(
@@ -155,7 +159,7 @@ def merge_cmd(
 
 
 @contextmanager
-def _step_progress(enabled: bool) -> Iterator[Callable[[int, int, dict[str, Any]], None] | None]:
+def step_progress(enabled: bool) -> Iterator[Callable[[int, int, dict[str, Any]], None] | None]:
     """A rich bar on a terminal; otherwise a line at every tenth of the run (CI logs)."""
     if not enabled:
         yield None

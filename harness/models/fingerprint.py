@@ -63,3 +63,11 @@ def fingerprint(weights: Path, adapter: Path | None, options: dict[str, Any]) ->
         h.update(b"adapter\0" + content_hash(folder_files(adapter), adapter).encode())
     h.update(b"options\0" + json.dumps(options, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def predictions_fingerprint(path: Path, options: dict[str, Any]) -> str:
+    """Hash of a predictions file's content plus how it is matched to examples."""
+    h = hashlib.sha256()
+    h.update(b"predictions\0" + file_sha256(path).encode())
+    h.update(b"options\0" + json.dumps(options, sort_keys=True).encode())
+    return h.hexdigest()

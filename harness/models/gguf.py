@@ -6,10 +6,13 @@ quantizer so the model saves as plain fp32 safetensors, and reload that folder (
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
+import io
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from harness.errors import UserError
@@ -57,9 +60,12 @@ def _convert(gguf_file: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_file.parent), gguf_file.name
+    # transformers' de-quantisation bar is a plain tqdm: in CI logs it is one 3-KB line of noise.
+    quiet = contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(io.StringIO())
     try:
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+        with quiet:
+            tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     except Exception as e:  # transformers raises many types for unsupported/corrupt files
         raise UserError(f"cannot load GGUF file {gguf_file}: {e}") from None
     model.hf_quantizer = None

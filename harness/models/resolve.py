@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.models.fingerprint import fingerprint
+from harness.models.fingerprint import fingerprint, predictions_fingerprint
 from harness.models.gguf import converted_folder, smollm2_gguf
 from harness.models.spec import ModelSpec, parse_model_spec
 
@@ -41,6 +41,9 @@ def model_id_for(fp: str) -> str:
 def resolve_model(raw: str | ModelSpec) -> ResolvedModel:
     """Resolve a spec; converts GGUF files once (cached) so every load is a fast HF load."""
     spec = parse_model_spec(raw) if isinstance(raw, str) else raw
+    if spec.kind == "predictions":  # no weights: the file's content is the model's identity
+        fp = predictions_fingerprint(Path(spec.path), spec.options)
+        return ResolvedModel(spec, Path(spec.path), None, dict(spec.options), fp, None)
     if spec.kind == "alias":
         weights = converted_folder(smollm2_gguf())
     elif spec.kind == "gguf":

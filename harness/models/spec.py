@@ -5,6 +5,7 @@ hf:PATH  | PATH (a folder)      a local Hugging Face model folder
 gguf:FILE | FILE.gguf           a GGUF file (converted once to a cached HF folder)
 ...?adapter=DIR                 a PEFT adapter on top of that base
 ...?dtype=bfloat16&load_in_4bit=1   load options (part of the fingerprint)
+predictions:FILE.jsonl[?match=order]  outputs made elsewhere, replayed by example id (or order)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from harness.errors import UserError
 ALIASES = {"smollm2"}
 DTYPES = {"float32", "bfloat16", "float16"}
 _OPTIONS = {"adapter", "dtype", "load_in_4bit"}
+_PREDICTION_OPTIONS = {"match"}
+MATCH_MODES = ("id", "order")
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,12 @@ class ModelSpec:
 
     raw: str
     kind: str
-    """alias | hf | gguf"""
+    """alias | hf | gguf | predictions"""
     path: str
-    """alias name, HF folder or GGUF file."""
+    """alias name, HF folder, GGUF file or predictions file."""
     adapter: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    """Load options that change the numbers: dtype, load_in_4bit."""
+    """Load options that change the numbers: dtype, load_in_4bit (predictions: match)."""
 
 
 def parse_model_spec(raw: str) -> ModelSpec:
@@ -42,6 +45,8 @@ def parse_model_spec(raw: str) -> ModelSpec:
         raise UserError("empty model spec", field="model")
     base, _, query = text.partition("?")
     params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    if base.startswith("predictions:"):
+        return _predictions_spec(raw, base.removeprefix("predictions:"), params)
     unknown = set(params) - _OPTIONS
     if unknown:
         raise UserError(
@@ -59,7 +64,8 @@ def parse_model_spec(raw: str) -> ModelSpec:
         kind, path = "gguf", base
     elif ":" in base.split("/")[0] and not Path(base).exists():
         raise UserError(
-            f"model spec '{raw}': unknown scheme '{base.split(':')[0]}:' (use hf:, gguf: or smollm2)",
+            f"model spec '{raw}': unknown scheme '{base.split(':')[0]}:' "
+            "(use hf:, gguf:, predictions: or smollm2)",
             field="model",
         )
     else:
@@ -90,3 +96,21 @@ def parse_model_spec(raw: str) -> ModelSpec:
             raise UserError(f"adapter folder {a} has no adapter_config.json", field="adapter")
         adapter = str(a.resolve())
     return ModelSpec(raw=raw, kind=kind, path=path, adapter=adapter, options=options)
+
+
+def _predictions_spec(raw: str, path: str, params: dict[str, str]) -> ModelSpec:
+    unknown = set(params) - _PREDICTION_OPTIONS
+    if unknown:
+        raise UserError(
+            f"model spec '{raw}': unknown option '{sorted(unknown)[0]}' for a predictions file "
+            f"(known: {', '.join(sorted(_PREDICTION_OPTIONS))})",
+            field="model",
+        )
+    match = params.get("match", "id")
+    if match not in MATCH_MODES:
+        raise UserError(f"model spec '{raw}': match must be one of {', '.join(MATCH_MODES)}", field="match")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"predictions file does not exist: {p}", field="model")
+    options = {"match": match} if match != "id" else {}
+    return ModelSpec(raw=raw, kind="predictions", path=str(p.resolve()), options=options)

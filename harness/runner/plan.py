@@ -19,17 +19,17 @@ class Item:
     cache_key: str
 
 
-def cache_key(fingerprint: str, request: Request, seed: int | None) -> str:
+def cache_key(fingerprint: str, request: Request, seed: int | None, example_id: str | None = None) -> str:
     """hash(model fingerprint, rendered prompt, generation params); the seed only matters
-    when sampling, so greedy outputs are shared across seeds."""
+    when sampling, so greedy outputs are shared across seeds. `example_id` is part of the key
+    only for backends whose output depends on the example, not the prompt (predictions files)."""
     params = dict(request.params)
     if params.get("temperature", 0) > 0:
         params["seed"] = seed
-    blob = json.dumps(
-        {"fp": fingerprint, "type": request.type, "prompt": request.prompt, "params": params},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+    key = {"fp": fingerprint, "type": request.type, "prompt": request.prompt, "params": params}
+    if example_id is not None:
+        key["example"] = example_id
+    blob = json.dumps(key, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -40,11 +40,12 @@ def plan_items(
     fingerprint: str,
     render_chat: Any,
     seed: int | None,
+    keys_by_example: bool = False,
 ) -> list[Item]:
     items = []
     for ex in examples:
         if ex.id in done:
             continue
         req = suite.request(ex, render_chat)
-        items.append(Item(ex, req, cache_key(fingerprint, req, seed)))
+        items.append(Item(ex, req, cache_key(fingerprint, req, seed, ex.id if keys_by_example else None)))
     return items

@@ -74,9 +74,11 @@ def run_suite(
         run_id = run.run_id
         limit = run.config.get("limit")  # the original run's limit, not today's flags
         examples = suite.examples[:limit] if limit else suite.examples
+        _bind(backend, suite, examples)
         done = store.done_example_ids(run_id)
         store.reopen_run(run_id)
     else:
+        _bind(backend, suite, examples)
         _register(store, resolved, suite, sid)
         run_id = new_run_id()
         done = set()
@@ -104,7 +106,15 @@ def run_suite(
     items = (
         []
         if own_loop
-        else plan_items(suite, examples, done, resolved.fingerprint, backend.render_chat, options.seed)
+        else plan_items(
+            suite,
+            examples,
+            done,
+            resolved.fingerprint,
+            backend.render_chat,
+            options.seed,
+            keys_by_example=getattr(backend, "keys_by_example", False),
+        )
     )
     n_todo = sum(e.id not in done for e in examples) if own_loop else len(items)
     progress = on_start(f"{suite.config.name}", n_todo) if on_start else (lambda n: None)
@@ -134,6 +144,14 @@ def run_suite(
         sum(backend.calls.values()) - calls_before,
         n_cached,
     )
+
+
+def _bind(backend: Any, suite: SuiteKind, examples: list) -> None:
+    """Let a backend that serves fixed outputs (a predictions file) check it covers `examples`
+    before anything is stored."""
+    bind = getattr(backend, "bind", None)
+    if bind is not None:
+        bind(suite, examples)
 
 
 def _register(store: Store, resolved: Any, suite: SuiteKind, sid: str) -> None:

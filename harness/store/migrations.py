@@ -143,3 +143,41 @@ def m002_training(db: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m003_judgments(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute(
+        """
+        CREATE TABLE judgments (
+            cache_key VARCHAR PRIMARY KEY,     -- hash(judge model, rubric, prompt, candidate output(s))
+            judge VARCHAR NOT NULL,            -- rubric | pairwise | local
+            judge_model VARCHAR NOT NULL,      -- endpoint model@base_url, or a local model id (never a key)
+            spec JSON,                         -- the judge spec (criteria, template, params)
+            score DOUBLE,                      -- total points (rubric, local) or verdict (pairwise)
+            scores JSON,                       -- per criterion, or the pairwise verdict
+            rationale VARCHAR,
+            raw VARCHAR,                       -- the judge's raw text (kept for errors too)
+            error VARCHAR,                     -- set when the call failed or never parsed; never a cache hit
+            mode VARCHAR,                      -- json_schema | json_object | text | next_token
+            attempts INTEGER,                  -- calls made, retries included
+            latency_s DOUBLE,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE judge_agreements (
+            agreement_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            labels_path VARCHAR,
+            labels_hash VARCHAR,               -- sha256 of the labels file
+            n INTEGER NOT NULL,                -- examples with both a judge score and a label
+            kappa_quadratic DOUBLE,            -- Cohen's kappa, quadratic weights, on rounded scores
+            spearman DOUBLE,
+            spearman_p DOUBLE,
+            detail JSON,                       -- categories, unmatched ids, means
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        """
+    )

@@ -8,7 +8,8 @@
 `aggregation` says how per-example values become one number (see harness.stats):
   "mean"       – arithmetic mean of `value`;
   "perplexity" – exp(sum(weight * log(value)) / sum(weight)), token-weighted;
-  "macro_f1"   – macro F1 over detail["pred"] / detail["label"].
+  "macro_f1"   – macro F1 over detail["pred"] / detail["label"];
+  "weighted_mean" – sum(weight * value) / sum(weight) (bits per byte over all bytes).
 `binary` marks 0/1 metrics (paired test: McNemar). A scorer that cannot score (bad
 regex input, missing field) returns MetricResult(error=...), never a 0.
 """

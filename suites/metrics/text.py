@@ -16,7 +16,9 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 
 from harness.errors import UserError
+from suites.metrics import tokenize as tk
 from suites.metrics.base import METRICS, ExampleView, MetricResult, Scorer
+from suites.metrics.tokenize import Tokenize
 
 NO_REFERENCES = "example has no reference answer"
 
@@ -51,16 +53,37 @@ def squad_normalize(text: str) -> str:
     return normalize(text, ignore_case=True, ignore_punctuation=True, ignore_articles=True)
 
 
-def squad_f1(prediction: str, reference: str) -> float:
-    """SQuAD v1.1 token F1 (two empty answers score 0, as in the v1.1 script)."""
-    pred_tokens = squad_normalize(prediction).split()
-    ref_tokens = squad_normalize(reference).split()
-    same = sum((Counter(pred_tokens) & Counter(ref_tokens)).values())
-    if same == 0:
-        return 0.0
-    precision = same / len(pred_tokens)
-    recall = same / len(ref_tokens)
-    return 2 * precision * recall / (precision + recall)
+def _text_normalizer(
+    mode: str,
+    *,
+    ignore_case: bool = True,
+    ignore_punctuation: bool = True,
+    ignore_articles: bool = False,
+    collapse_whitespace: bool = True,
+    to_simplified: bool = False,
+) -> Callable[[str], str]:
+    """SQuAD's ASCII steps under `default`, the Unicode ones (NFKC, CJK punctuation) otherwise."""
+    if mode == "default":
+
+        def squad(text: str) -> str:
+            if to_simplified:
+                text = tk.to_simplified(text)
+            return normalize(
+                text,
+                ignore_case=ignore_case,
+                ignore_punctuation=ignore_punctuation,
+                ignore_articles=ignore_articles,
+                collapse_whitespace=collapse_whitespace,
+            )
+
+        return squad
+    return lambda text: tk.unicode_normalize(
+        text,
+        ignore_case=ignore_case,
+        ignore_punctuation=ignore_punctuation,
+        ignore_articles=ignore_articles,
+        simplified=to_simplified,
+    )
 
 
 @METRICS.register("exact_match", higher_is_better=True, aggregation="mean", binary=True)
@@ -70,54 +93,92 @@ def exact_match(
     ignore_punctuation: bool = True,
     ignore_articles: bool = False,
     collapse_whitespace: bool = True,
+    tokenize: Tokenize = "auto",
+    to_simplified: bool = False,
 ) -> Scorer:
     """1 if the normalised output equals a normalised reference (max over references)."""
-
-    def norm(text: str) -> str:
-        return normalize(
-            text,
-            ignore_case=ignore_case,
-            ignore_punctuation=ignore_punctuation,
-            ignore_articles=ignore_articles,
-            collapse_whitespace=collapse_whitespace,
-        )
+    opts = {
+        "ignore_case": ignore_case,
+        "ignore_punctuation": ignore_punctuation,
+        "ignore_articles": ignore_articles,
+        "collapse_whitespace": collapse_whitespace,
+        "to_simplified": to_simplified,
+    }
+    norms = {mode: _text_normalizer(mode, **opts) for mode in ("default", "char", "jieba")}
 
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
+        mode = tk.resolve(tokenize, example.references)
+        norm = norms[mode]
         pred = norm(prediction)
-        hit = any(pred == norm(ref) for ref in example.references)
-        return MetricResult(value=float(hit), detail={"normalized_prediction": pred})
+        if mode == "default":
+            hit = any(pred == norm(ref) for ref in example.references)
+        else:  # token sequences: spaces between CJK characters carry no meaning
+            keep = not ignore_punctuation
+            toks = tk.tokens(pred, mode, keep_punctuation=keep)
+            hit = any(toks == tk.tokens(norm(ref), mode, keep_punctuation=keep) for ref in example.references)
+        return MetricResult(value=float(hit), detail={"normalized_prediction": pred, "tokenizer": mode})
 
     return score
 
 
+def _f1(pred_tokens: list[str], ref_tokens: list[str]) -> float:
+    same = sum((Counter(pred_tokens) & Counter(ref_tokens)).values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(ref_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
 @METRICS.register("token_f1", higher_is_better=True, aggregation="mean", binary=False)
-def token_f1() -> Scorer:
+def token_f1(*, tokenize: Tokenize = "auto", to_simplified: bool = False) -> Scorer:
     """SQuAD v1.1 token-overlap F1 between output and the best-matching reference."""
+
+    def norm(text: str, mode: str) -> str:
+        if mode == "default":
+            return squad_normalize(tk.to_simplified(text) if to_simplified else text)
+        return tk.unicode_normalize(text, ignore_articles=True, simplified=to_simplified)
+
+    def toks(text: str, mode: str) -> list[str]:
+        return text.split() if mode == "default" else tk.tokens(text, mode)
 
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
-        value = max(squad_f1(prediction, ref) for ref in example.references)
-        return MetricResult(value=value, detail={"normalized_prediction": squad_normalize(prediction)})
+        mode = tk.resolve(tokenize, example.references)
+        pred = norm(prediction, mode)
+        pred_toks = toks(pred, mode)
+        value = max(_f1(pred_toks, toks(norm(ref, mode), mode)) for ref in example.references)
+        return MetricResult(value=value, detail={"normalized_prediction": pred, "tokenizer": mode})
 
     return score
 
 
 def _rouge_factory(rouge_type: str) -> Callable[..., Scorer]:
-    def factory(*, use_stemmer: bool = False) -> Scorer:
-        # Built once per metric instance: the stemmer and tokenizer setup is not free.
-        scorer = rouge_scorer.RougeScorer([rouge_type], use_stemmer=use_stemmer)
+    def factory(*, use_stemmer: bool = False, tokenize: Tokenize = "auto") -> Scorer:
+        # Built once per metric instance (and per tokenizer, on first use): the stemmer and
+        # tokenizer setup is not free, and jieba must not load for English-only suites.
+        scorers: dict[str, rouge_scorer.RougeScorer] = {}
+
+        def scorer_for(mode: str) -> rouge_scorer.RougeScorer:
+            if mode not in scorers:
+                tokenizer = None if mode == "default" else tk.RougeTokenizer(mode, use_stemmer)
+                scorers[mode] = rouge_scorer.RougeScorer(
+                    [rouge_type], use_stemmer=use_stemmer, tokenizer=tokenizer
+                )
+            return scorers[mode]
 
         def score(prediction: str, example: ExampleView) -> MetricResult:
             if not example.references:
                 return MetricResult(error=NO_REFERENCES)
+            mode = tk.resolve(tokenize, example.references)
             # score_multi keeps the reference with the highest F-measure.
-            s = scorer.score_multi(example.references, prediction)[rouge_type]
+            s = scorer_for(mode).score_multi(example.references, prediction)[rouge_type]
             return MetricResult(
                 value=float(s.fmeasure),
-                detail={"precision": float(s.precision), "recall": float(s.recall)},
+                detail={"precision": float(s.precision), "recall": float(s.recall), "tokenizer": mode},
             )
 
         return score
@@ -134,34 +195,62 @@ for _rouge_type in ("rouge1", "rouge2", "rougeL"):
     )
 
 
-@METRICS.register("bleu", higher_is_better=True, aggregation="mean", binary=False)
-def bleu(*, tokenize: str = "13a", lowercase: bool = False) -> Scorer:
-    """Sentence BLEU (sacrebleu, 0-100, effective order) against all references."""
-    if tokenize not in BLEU.TOKENIZERS:
-        raise UserError(
-            f"unknown sacrebleu tokenizer '{tokenize}'; known: {', '.join(BLEU.TOKENIZERS)}",
-            field="tokenize",
-        )
+# Our tokenizer names → sacrebleu's (`char` is sacrebleu `zh`: CJK characters split, the rest
+# 13a). `jieba` text is segmented first and then left alone (`none`).
+_SACREBLEU_NAME = {"default": "13a", "char": "zh", "jieba": "none"}
+
+
+def _sacrebleu_bleu(tokenize: str, lowercase: bool) -> BLEU:
     try:
-        # Same settings as sacrebleu.sentence_bleu, built once instead of per example.
-        metric = BLEU(tokenize=tokenize, lowercase=lowercase, effective_order=True)
+        return BLEU(tokenize=tokenize, lowercase=lowercase, effective_order=True)
     except Exception as e:  # e.g. ja-mecab without extras, spm model download failing
         reason = " ".join(str(e).split())  # sacrebleu's messages span several lines
         raise UserError(
             f"sacrebleu tokenizer '{tokenize}' is unavailable: {reason}", field="tokenize"
         ) from None
 
+
+def _segmented(text: str, mode: str) -> str:
+    """`jieba` words joined by spaces (marks kept: BLEU and chrF count them)."""
+    return " ".join(tk.jieba_tokens(text, keep_punctuation=True)) if mode == "jieba" else text
+
+
+@METRICS.register("bleu", higher_is_better=True, aggregation="mean", binary=False)
+def bleu(*, tokenize: str = "auto", lowercase: bool = False) -> Scorer:
+    """Sentence BLEU (sacrebleu, 0-100, effective order) against all references."""
+    if tokenize not in tk.MODES and tokenize not in BLEU.TOKENIZERS:
+        known = ", ".join([*tk.MODES, *(t for t in BLEU.TOKENIZERS if t not in tk.MODES)])
+        raise UserError(f"unknown tokenizer '{tokenize}'; known: {known}", field="tokenize")
+    metrics: dict[str, BLEU] = {}
+
+    def metric_for(name: str) -> BLEU:
+        # Same settings as sacrebleu.sentence_bleu, built once instead of per example.
+        if name not in metrics:
+            metrics[name] = _sacrebleu_bleu(name, lowercase)
+        return metrics[name]
+
+    if tokenize not in tk.MODES:  # a sacrebleu tokenizer by name: fail on a bad one now
+        metric_for(tokenize)
+    elif tokenize != "auto":
+        metric_for(_SACREBLEU_NAME[tokenize])
+
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
-        s = metric.sentence_score(prediction, list(example.references))
-        return MetricResult(value=float(s.score), detail={"tokenize": tokenize})
+        if tokenize in tk.MODES:
+            mode = tk.resolve(tokenize, example.references)
+            name = _SACREBLEU_NAME[mode]
+        else:
+            mode = name = tokenize
+        refs = [_segmented(r, mode) for r in example.references]
+        s = metric_for(name).sentence_score(_segmented(prediction, mode), refs)
+        return MetricResult(value=float(s.score), detail={"tokenize": name, "tokenizer": mode})
 
     return score
 
 
 @METRICS.register("chrf", higher_is_better=True, aggregation="mean", binary=False)
-def chrf(*, char_order: int = 6, word_order: int = 0, beta: int = 2) -> Scorer:
+def chrf(*, char_order: int = 6, word_order: int = 0, beta: int = 2, tokenize: Tokenize = "auto") -> Scorer:
     """Sentence chrF (sacrebleu, 0-100); word_order=2 gives chrF++."""
     # sacrebleu accepts these silently and returns meaningless scores, so reject them here.
     if char_order < 0:
@@ -175,10 +264,19 @@ def chrf(*, char_order: int = 6, word_order: int = 0, beta: int = 2) -> Scorer:
     # Same settings as sacrebleu.sentence_chrf.
     metric = CHRF(char_order=char_order, word_order=word_order, beta=beta)
 
+    def segment(text: str, mode: str) -> str:
+        # Character n-grams ignore whitespace, so segmenting only changes chrF++'s word n-grams.
+        if mode == "default":
+            return text
+        return " ".join(tk.tokens(text, mode, keep_punctuation=True))
+
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
-        return MetricResult(value=float(metric.sentence_score(prediction, list(example.references)).score))
+        mode = tk.resolve(tokenize, example.references)
+        refs = [segment(r, mode) for r in example.references]
+        value = metric.sentence_score(segment(prediction, mode), refs).score
+        return MetricResult(value=float(value), detail={"tokenizer": mode})
 
     return score
 

@@ -1,0 +1,48 @@
+"""`tunegate score`: score outputs generated elsewhere (vLLM, an API, LLaMA-Factory) on suites.
+
+A thin alias of `tunegate run --model predictions:FILE`: the file is stored, compared and
+gated like any model's run, identified by its content hash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import DEFAULT_DB, DbOption, console
+
+
+def score_cmd(
+    predictions: Annotated[
+        Path,
+        typer.Option(
+            "--predictions",
+            "-p",
+            help="JSONL of outputs: {id, output|prediction|predict} or LLaMA-Factory's "
+            "generated_predictions.jsonl {prompt, predict, label}.",
+        ),
+    ],
+    suite: Annotated[
+        list[str], typer.Option("--suite", "-s", help="Suite file or built-in name (repeatable).")
+    ],
+    match: Annotated[
+        str | None,
+        typer.Option(help="id or order (default: by id when records have one, else by order)."),
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Score PREDICTIONS on SUITE(s) and store them as a run of model `predictions:FILE`."""
+    from harness.cli.run import evaluate
+    from harness.runner import RunOptions
+
+    spec = f"predictions:{predictions}" + (f"?match={match}" if match else "")
+    for o in evaluate(spec, suite, db, RunOptions(limit=limit), progress=progress):
+        console.print(
+            f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples scored "
+            f"({o.n_errors} without a prediction)"
+        )
+    console.print(f"see: tunegate show RUN_ID --db {db}")

@@ -1,0 +1,128 @@
+"""The judge contract: subjects in, verdicts out, every call cached in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import Field, field_validator
+
+from harness.config import Strict
+from harness.store import Store
+from judges.cache import Judgment, cached_judgments, write_judgments
+
+RESERVED = {"total", "rationale", "win", "consistency"}
+
+
+class Criterion(Strict):
+    """One rubric line: points from 0 to max_points."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    """Metric name of this criterion's scores."""
+    description: str
+    max_points: int = Field(ge=1, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED:
+            raise ValueError(f"'{v}' is reserved for a judge metric; choose another criterion name")
+        return v
+
+
+DEFAULT_CRITERIA = (
+    Criterion(name="accuracy", description="Is the answer factually correct for the question?", max_points=4),
+    Criterion(name="completeness", description="Does it answer every part of the question?", max_points=3),
+    Criterion(name="clarity", description="Is it clear, direct and well phrased?", max_points=3),
+)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a judge looks at for one example."""
+
+    example_id: str
+    question: str
+    output: str
+    """The judged model's output."""
+    reference: str | None = None
+    baseline: str | None = None
+    """Pairwise: the baseline model's output for the same prompt."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's result for one subject: metric values, or an error (then no value at all)."""
+
+    scores: dict[str, float] | None
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool = True
+    binary: bool = False
+
+
+class Judge(Protocol):
+    """A rubric, pairwise or local judge."""
+
+    kind: str
+    identity: str
+    """The judge model, for keys and the store (model@url or a local model id)."""
+    calls: int
+    """Judge model calls made so far (cache hits make none)."""
+
+    def metrics(self) -> list[MetricInfo]: ...
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that decides a judgment except the judged text: criteria, prompts, model."""
+        ...
+
+    def judge(self, store: Store, subjects: Sequence[Subject]) -> list[Verdict]: ...
+
+
+class EndpointJudge:
+    """What the rubric and pairwise judges share: criteria, a client, and the spec that keys them."""
+
+    kind = ""
+    prompt_version = 1
+    """Bump in a subclass when its prompt text changes: it is part of every cache key."""
+
+    def __init__(self, criteria: Sequence[Criterion], client: Any, instructions: str | None = None) -> None:
+        self.criteria = list(criteria)
+        self.client = client
+        self.instructions = instructions
+        self.identity: str = client.identity
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "judge": self.kind,
+            "model": self.identity,
+            "criteria": [c.model_dump() for c in self.criteria],
+            "instructions": self.instructions,
+            "prompt_version": self.prompt_version,
+            "max_tokens": self.client.config.max_tokens,
+            "temperature": self.client.config.temperature,
+        }
+
+
+def resolve_cached(
+    store: Store,
+    keyed: Sequence[tuple[str, Any]],
+    compute: Callable[[list[tuple[str, Any]]], list[Judgment]],
+) -> dict[str, Judgment]:
+    """Judgments for (key, payload) pairs: cache hits, then `compute` on each distinct miss,
+    stored as soon as they are back."""
+    cached = cached_judgments(store, (k for k, _ in keyed))
+    todo = list({k: (k, p) for k, p in keyed if k not in cached}.values())
+    new = compute(todo) if todo else []
+    write_judgments(store, new)
+    return cached | {j.cache_key: j for j in new}

@@ -1,0 +1,97 @@
+"""Judgments in the store: keyed by what was judged, so a re-run or a report never pays twice.
+
+Failed judgments are stored too (error + raw text) but are never cache hits, like failed
+generations: the next run asks again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.store import Store
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One judge call's outcome (one order of a pair, one criterion of a local judge, ...)."""
+
+    cache_key: str
+    judge: str
+    """rubric | pairwise | local"""
+    judge_model: str
+    spec: dict[str, Any]
+    score: float | None
+    scores: dict[str, Any] | None
+    rationale: str | None
+    raw: str | None
+    error: str | None
+    mode: str | None
+    attempts: int = 1
+    latency_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def judgment_key(judge_model: str, rubric: dict[str, Any], prompt: str, outputs: Sequence[str]) -> str:
+    """hash(judge model, rubric, prompt, candidate output(s)); order of outputs matters."""
+    blob = json.dumps(
+        {"judge": judge_model, "rubric": rubric, "prompt": prompt, "outputs": list(outputs)},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+_COLS = (
+    "cache_key, judge, judge_model, spec, score, scores, rationale, raw, error, mode, attempts,"
+    " latency_s, prompt_tokens, completion_tokens"
+)
+
+
+def cached_judgments(store: Store, keys: Iterable[str]) -> dict[str, Judgment]:
+    """Successful judgments for these keys."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    rows = store.db.execute(
+        f"SELECT {_COLS} FROM judgments WHERE error IS NULL AND cache_key IN (SELECT unnest(?))", [keys]
+    ).fetchall()
+    out = {}
+    for r in rows:
+        vals = list(r)
+        vals[3] = json.loads(vals[3] or "{}")
+        vals[5] = json.loads(vals[5]) if vals[5] else None
+        out[r[0]] = Judgment(*vals)
+    return out
+
+
+def write_judgments(store: Store, rows: Sequence[Judgment]) -> None:
+    if not rows:
+        return
+    with store.transaction():
+        store.db.executemany(
+            f"INSERT OR REPLACE INTO judgments ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    j.cache_key,
+                    j.judge,
+                    j.judge_model,
+                    json.dumps(j.spec, sort_keys=True),
+                    j.score,
+                    None if j.scores is None else json.dumps(j.scores, sort_keys=True),
+                    j.rationale,
+                    j.raw,
+                    j.error,
+                    j.mode,
+                    j.attempts,
+                    j.latency_s,
+                    j.prompt_tokens,
+                    j.completion_tokens,
+                )
+                for j in rows
+            ],
+        )

@@ -1,0 +1,73 @@
+"""The HTML score report: one self-contained file rendered from the store alone.
+
+html = render_report(store, ["r-1a2b", "r-3c4d"], policy="policy.yaml")
+write_report("tunegate.duckdb", ["smollm2", "smollm2?adapter=out"], "report.html")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.gate import GateResult
+from harness.store import Store
+
+__all__ = ["render_report", "write_report"]
+
+
+def render_report(
+    store: Store,
+    refs: list[str] | None = None,
+    *,
+    policy: str | Path | None = None,
+    gate: GateResult | None = None,
+) -> str:
+    """The report as an HTML string.
+
+    `refs` are run ids (prefixes ok) or models (their latest completed run per suite); the
+    first model is the base, the second the candidate. With `gate` (a result already
+    computed) the sides are the gate's; with `policy` the gate is applied to `refs`' runs.
+    """
+    from reports.collect import collect
+    from reports.render import render_html
+    from reports.sides import resolve_sides
+
+    if gate is not None:
+        base, cand = gate.baseline, gate.candidate
+    else:
+        base, cand = resolve_sides(store, list(refs or []))
+        if policy is not None:
+            gate = _apply_policy(store, policy, base, cand)
+    return render_html(collect(store, base, cand, gate), str(store.path))
+
+
+def write_report(
+    db: str | Path | Store,
+    refs: list[str] | None,
+    out: str | Path,
+    *,
+    policy: str | Path | None = None,
+    gate: GateResult | None = None,
+) -> Path:
+    """Render the report from the store `db` (a path or an open Store) and write it to `out`."""
+    if isinstance(db, Store):
+        html = render_report(db, refs, policy=policy, gate=gate)
+    else:
+        with Store(db, must_exist=True) as store:
+            html = render_report(store, refs, policy=policy, gate=gate)
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the report to {path}: {e.strerror or e}") from None
+    return path
+
+
+def _apply_policy(store: Store, policy: str | Path, base: dict, cand: dict | None) -> GateResult:
+    from harness.gate import load_policy, run_gate
+
+    if cand is None:
+        raise UserError("a gate policy needs a base and a candidate; give runs or models of two")
+    pol, doc = load_policy(policy)
+    return run_gate(store, pol, doc, [r.run_id for r in base.values()], [r.run_id for r in cand.values()])

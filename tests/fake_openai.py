@@ -1,0 +1,154 @@
+"""A misbehaving OpenAI-compatible server on loopback: the only fake in the judge tests.
+
+A real aiohttp server in a background thread. Each request takes the next behaviour from
+`script` (then `default`): ok, 429 (with Retry-After), 500, hang (past the client's timeout),
+garbage (prose, no JSON), out_of_range (valid JSON, impossible scores), echo_auth (garbage
+that quotes the Authorization header, to prove keys are scrubbed). `latency` delays every reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class FakeState:
+    script: list[str] = field(default_factory=list)
+    default: str = "ok"
+    latency: float = 0.0
+    retry_after: str = "1"
+    reject_json_schema: bool = False
+    reply: Callable[[dict[str, Any]], str] | None = None
+    """Content for 'ok' replies; default: a mid-range answer built from the request's schema."""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+def answer_for(schema: dict[str, Any] | None, out_of_range: bool = False) -> dict[str, Any]:
+    """A reply that satisfies a flat object schema (or breaks its ranges on purpose)."""
+    out: dict[str, Any] = {}
+    for name, prop in ((schema or {}).get("properties") or {}).items():
+        if "enum" in prop:
+            out[name] = prop["enum"][0]
+        elif prop.get("type") in ("integer", "number"):
+            hi = prop.get("maximum", 4)
+            out[name] = hi + 7 if out_of_range else (hi + 1) // 2
+        else:
+            out[name] = "fine"
+    return out or {"score": 99 if out_of_range else 2, "rationale": "fine"}
+
+
+class FakeOpenAI:
+    """Start with `with FakeOpenAI() as srv:`; `srv.base_url` ends in /v1."""
+
+    def __init__(self) -> None:
+        self.state = FakeState()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def reset(self, **kw: Any) -> FakeState:
+        self.state = FakeState(**kw)
+        return self.state
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._closing.set)
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _start(self) -> None:
+        self._closing = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        st = self.state
+        body = await request.json()
+        st.requests.append({"body": body, "auth": request.headers.get("Authorization", "")})
+        st.times.append(time.monotonic())
+        behaviour = st.script.pop(0) if st.script else st.default
+        st.in_flight += 1
+        st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        try:
+            if st.latency:
+                await asyncio.sleep(st.latency)
+            fmt = body.get("response_format") or {}
+            if st.reject_json_schema and fmt.get("type") == "json_schema":
+                return web.json_response({"error": {"message": "json_schema not supported"}}, status=400)
+            if behaviour == "429":
+                return web.json_response(
+                    {"error": {"message": "rate limited"}},
+                    status=429,
+                    headers={"Retry-After": st.retry_after},
+                )
+            if behaviour == "500":
+                return web.json_response({"error": {"message": "internal error"}}, status=500)
+            if behaviour == "hang":  # until the client gives up, or the server stops
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), 60)
+            schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
+            if behaviour == "garbage":
+                content = "I think the answer is quite good, maybe a seven."
+            elif behaviour == "echo_auth":
+                content = f"garbage; you sent {request.headers.get('Authorization', '')}"
+            elif behaviour == "out_of_range":
+                content = json.dumps(answer_for(schema or self._last_schema(), out_of_range=True))
+            else:
+                content = (
+                    st.reply(body) if st.reply else json.dumps(answer_for(schema or self._last_schema()))
+                )
+            return web.json_response(_completion(content))
+        finally:
+            st.in_flight -= 1
+
+    def _last_schema(self) -> dict[str, Any] | None:
+        for r in reversed(self.state.requests):
+            fmt = r["body"].get("response_format") or {}
+            schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
+            if schema:
+                return schema
+        return None
+
+
+def _completion(content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "fake",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
