@@ -248,3 +248,17 @@ def test_quickstart_end_to_end(tmp_path):
     assert lineage == [("sft", "completed", True, True)]
     r2 = run_cli("runs", "--db", str(db))
     assert r2.returncode == 0 and r2.stdout.count("completed") == 12
+
+
+def test_installed_packages_work_outside_the_checkout(tmp_path):
+    """Every top-level package and its bundled data import from the install, not the cwd."""
+    code = (
+        "import harness, judges, reports, suites, trainers, trainers.quickstart\n"
+        "from trainers.config import BUNDLED_DATA\n"
+        "from suites.loader import BUILTIN_DIR\n"
+        "assert all(p.is_file() for p in BUNDLED_DATA.values())\n"
+        "assert (BUILTIN_DIR / 'policies' / 'quickstart.yaml').is_file()\n"
+        "import reports.render\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
