@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.runner.execute import _run_backend as run_backend
+from harness.runner.execute import run_backend
 from harness.runner.plan import plan_items
 from harness.store import GenerationRow, ScoreRow, Store
 from judges.base import Subject, Verdict

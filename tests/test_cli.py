@@ -149,6 +149,9 @@ def _start_run(suite, db, *extra):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job (as CI may start us) inherits SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt; give the run the default disposition a terminal gives.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -49,16 +49,17 @@ def execute(
     unique = [group[0] for group in by_key.values()]
     for rtype in dict.fromkeys(i.request.type for i in unique):
         todo = [i for i in unique if i.request.type == rtype]
-        for batch in _run_backend(backend, rtype, todo, batch_size):
+        for batch in run_backend(backend, rtype, todo, batch_size):
             rows = {g.cache_key: g for g in batch}
             finished = [it for g in batch for it in by_key[g.cache_key]]
             _persist(store, run_id, suite, finished, rows, new=batch, cached=False)
             progress(len(finished))
 
 
-def _run_backend(
+def run_backend(
     backend: Any, rtype: str, todo: list[Item], batch_size: int
 ) -> Iterator[list[GenerationRow]]:
+    """Model calls for `todo` (cache misses), yielded batch by batch as generation rows."""
     model_id = backend.resolved.model_id
     if rtype == "generate":
         groups: dict[str, list[Item]] = {}
