@@ -35,6 +35,27 @@ class Judgment:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
+    @classmethod
+    def from_reply(
+        cls,
+        key: str,
+        judge: str,
+        judge_model: str,
+        spec: dict[str, Any],
+        reply: Any,
+        *,
+        score: float | None = None,
+        scores: dict[str, Any] | None = None,
+        rationale: str | None = None,
+        raw: str | None = None,
+    ) -> Judgment:
+        """The row for one endpoint call (`judges.client.Reply`): its raw text, error and cost."""
+        return cls(
+            key, judge, judge_model, spec, score, scores, rationale,
+            reply.raw if raw is None else raw, reply.error, reply.mode, reply.attempts,
+            reply.latency_s, reply.prompt_tokens, reply.completion_tokens,
+        )  # fmt: skip
+
 
 def judgment_key(judge_model: str, rubric: dict[str, Any], prompt: str, outputs: Sequence[str]) -> str:
     """hash(judge model, rubric, prompt, candidate output(s)); order of outputs matters."""

@@ -104,19 +104,4 @@ def _row(key: str, identity: str, schema: Any, r: Reply) -> Judgment:
     raw = r.raw
     if r.error is None and hasattr(r.value, "model_dump_json"):
         raw = r.value.model_dump_json()  # the validated object: re-validates on a cache hit
-    return Judgment(
-        key,
-        "deepeval",
-        identity,
-        {"schema": schema},
-        None,
-        None,
-        None,
-        raw,
-        r.error,
-        r.mode,
-        r.attempts,
-        r.latency_s,
-        r.prompt_tokens,
-        r.completion_tokens,
-    )
+    return Judgment.from_reply(key, "deepeval", identity, {"schema": schema}, r, raw=raw)

@@ -93,22 +93,10 @@ class PairwiseJudge(EndpointJudge):
 
     def _row(self, key: str, r: Reply) -> Judgment:
         v = r.value or {}
-        return Judgment(
-            key,
-            self.kind,
-            self.identity,
-            self.spec(),
-            None,
-            {"winner": v["winner"]} if v else None,
-            v.get("rationale"),
-            r.raw,
-            r.error,
-            r.mode,
-            r.attempts,
-            r.latency_s,
-            r.prompt_tokens,
-            r.completion_tokens,
-        )
+        return Judgment.from_reply(
+            key, self.kind, self.identity, self.spec(), r,
+            scores={"winner": v["winner"]} if v else None, rationale=v.get("rationale"),
+        )  # fmt: skip
 
 
 def _combine(plan: list[tuple[str, str, Any]] | None, found: dict[str, Judgment]) -> Verdict:

@@ -77,22 +77,10 @@ class RubricJudge(EndpointJudge):
 
     def _row(self, key: str, r: Reply) -> Judgment:
         v = r.value or {}
-        return Judgment(
-            key,
-            self.kind,
-            self.identity,
-            self.spec(),
-            v.get("total"),
-            v.get("scores"),
-            v.get("rationale"),
-            r.raw,
-            r.error,
-            r.mode,
-            r.attempts,
-            r.latency_s,
-            r.prompt_tokens,
-            r.completion_tokens,
-        )
+        return Judgment.from_reply(
+            key, self.kind, self.identity, self.spec(), r,
+            score=v.get("total"), scores=v.get("scores"), rationale=v.get("rationale"),
+        )  # fmt: skip
 
 
 def check_points(obj: dict[str, Any], name: str, hi: int) -> float:
