@@ -12,13 +12,13 @@ from typing import Any, Literal
 import jinja2
 from pydantic import Field, model_validator
 
-from harness.config import GenerationParams, Strict
+from harness.config import Strict
 from harness.errors import UserError
 from harness.store import GenerationRow, ScoreRow
 from judges.base import DEFAULT_CRITERIA, Criterion
 from judges.client import EndpointConfig
-from suites.base import SUITE_KINDS, BoundMetric, Example, SuiteConfig
-from suites.task import _JINJA, TaskSuite
+from suites.base import SUITE_KINDS, BoundMetric, Example
+from suites.task import _JINJA, PromptedConfig, TaskSuite
 
 
 class JudgeSpec(Strict):
@@ -58,19 +58,9 @@ class JudgeSpec(Strict):
         return "rubric" if has_endpoint else "local"
 
 
-class JudgeConfig(SuiteConfig):
+class JudgeConfig(PromptedConfig):
     """Prompts for the judged model, and the judge that scores its answers."""
 
-    data: str
-    """JSONL file, relative to the suite file."""
-    prompt: str
-    """Jinja template rendered with the record's fields (what the judged model sees)."""
-    reference: str | None = None
-    """Record field with a reference answer, shown to the judge."""
-    id_field: str = "id"
-    system_prompt: str | None = None
-    chat: bool = True
-    generation: GenerationParams = Field(default_factory=GenerationParams)
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
 
 

@@ -26,8 +26,8 @@ from suites.metrics import METRICS, PRESETS, ExampleView
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
 
-class TaskConfig(SuiteConfig):
-    """A generation task scored against references."""
+class PromptedConfig(SuiteConfig):
+    """What a suite that makes the model answer prompts declares (task and judge suites)."""
 
     data: str
     """JSONL file, relative to the suite file."""
@@ -41,6 +41,11 @@ class TaskConfig(SuiteConfig):
     chat: bool = True
     """Wrap the prompt in the model's chat template (False: send the raw prompt)."""
     generation: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class TaskConfig(PromptedConfig):
+    """A generation task scored against references."""
+
     metrics: list[str | dict[str, Any]] = Field(min_length=1)
     """Metric names, mappings {name, as?, ...options}, or preset names (`llamafactory`)."""
 
