@@ -28,3 +28,9 @@ class UserError(Exception):
         if field:
             where = f"{where} field '{field}'" if where else f"field '{field}'"
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class StoreLocked(UserError):
+    """Another process holds the store's write lock: its own exit code, so CI can retry."""
+
+    exit_code = 3

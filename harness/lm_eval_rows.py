@@ -7,8 +7,11 @@ aggregations that harness.stats reproduces exactly become tunegate metrics:
     mean, nanmean        -> "mean" of the per-doc values (a NaN is an unscored row, as nanmean skips it)
     perplexity           -> "perplexity" of exp(-ll) per doc, weight 1:  exp(mean(-ll))
     weighted_perplexity  -> "perplexity" of exp(-ll/n) per doc, weight n: exp(sum(-ll) / sum(n))
+                            (word_perplexity, byte_perplexity: n words / UTF-8 bytes)
+    bits_per_byte        -> "weighted_mean" of -ll/(n ln 2) per doc, weight n bytes:
+                            -sum(ll) / sum(n) / ln 2
 
-Others (bits_per_byte, f1, bleu, ...) stay in lm-eval's own aggregate kept with the run.
+Others (f1, bleu, ...) stay in lm-eval's own aggregate kept with the run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Any
 
 from harness.store import GenerationRow, ScoreRow
 
-OURS = {"mean": "mean", "nanmean": "mean", "perplexity": "perplexity", "weighted_perplexity": "perplexity"}
+OURS = {
+    "mean": "mean",
+    "nanmean": "mean",
+    "perplexity": "perplexity",
+    "weighted_perplexity": "perplexity",
+    "bits_per_byte": "weighted_mean",
+}
 BINARY = {"acc", "acc_norm", "acc_mutual_info", "acc_bytes", "exact_match"}
 REQUEST_TYPE = "lm_eval"
 
@@ -61,6 +70,10 @@ class LmMetric:
             if agg == "weighted_perplexity":
                 ll, n = float(raw[0]), float(raw[1])
                 return ScoreRow(example_id, self.name, math.exp(-ll / n), n, None, {"loglikelihood": ll})
+            if agg == "bits_per_byte":  # weighted by the doc's bytes, so the mean is over all bytes
+                ll, n = float(raw[0]), float(raw[1])
+                bpb = -ll / (n * math.log(2))
+                return ScoreRow(example_id, self.name, bpb, n, None, {"loglikelihood": ll, "bytes": n})
             value = float(raw)
             if agg == "perplexity":
                 return ScoreRow(example_id, self.name, math.exp(-value), 1.0, None, {"loglikelihood": value})

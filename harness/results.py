@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
+from harness import corpus, stats
 from harness.errors import UserError
 from harness.store import RunRecord, Store
 
@@ -19,6 +19,8 @@ class MetricSummary:
     higher_is_better: bool
     summary: stats.Summary
     n_errors: int
+    signature: str | None = None
+    """sacreBLEU's signature of a corpus metric (nrefs from the stored rows)."""
 
 
 @dataclass(frozen=True)
@@ -30,25 +32,50 @@ class MetricComparison:
     only_in: tuple[int, int]
     """Examples scored in only one of the two runs (left out of the pairing)."""
     regressed: list[dict[str, Any]]
+    signature: str | None = None
+    """sacreBLEU's signature of a corpus metric, with the paired test's settings."""
 
 
-def _score_arrays(cols: dict[str, Any], suffix: str = "", labels: bool = False) -> stats.ScoreArrays:
+def _score_arrays(
+    cols: dict[str, Any], suffix: str = "", labels: bool = False, cs: corpus.CorpusStatistic | None = None
+) -> stats.ScoreArrays:
+    st = None
+    if cs is not None:
+        rows = cols["stats" + suffix]
+        st = np.stack(rows) if len(rows) else np.zeros((0, 0), dtype=np.int64)
     return stats.ScoreArrays(
         np.asarray(cols["value" + suffix], dtype=np.float64),
         np.asarray(cols["weight" + suffix], dtype=np.float64),
         np.asarray(cols["pred" + suffix], dtype=object) if labels else None,
         np.asarray(cols["label" + suffix], dtype=object) if labels else None,
+        st,
+        cs,
     )
 
 
+def _corpus_stat(aggregation: str, spec: dict[str, Any] | None) -> corpus.CorpusStatistic | None:
+    if not corpus.is_corpus(aggregation):
+        return None
+    return corpus.statistic(aggregation, (spec or {}).get("args"))
+
+
+def _signature(cs: corpus.CorpusStatistic | None, nrefs: Any, extra: str = "") -> str | None:
+    """The corpus signature: one reference count for every row, or sacreBLEU's `var`."""
+    if cs is None:
+        return None
+    counts = {int(x) for x in nrefs}
+    return corpus.signature(cs.metric, counts.pop() if len(counts) == 1 else "var") + extra
+
+
 def paired_arrays(
-    store: Store, run_a: str, run_b: str, metric: str, aggregation: str
+    store: Store, run_a: str, run_b: str, metric: str, aggregation: str, spec: dict[str, Any] | None = None
 ) -> tuple[stats.ScoreArrays, stats.ScoreArrays, np.ndarray, dict[str, Any]]:
     """Both runs' scores of one metric on the examples both scored, aligned, as numpy arrays."""
     labels = aggregation == "macro_f1"
-    cols = store.paired_score_columns(run_a, run_b, metric, labels=labels)
-    a = _score_arrays(cols, "_a", labels)
-    b = _score_arrays(cols, "_b", labels)
+    cs = _corpus_stat(aggregation, spec)
+    cols = store.paired_score_columns(run_a, run_b, metric, labels=labels, stats=cs is not None)
+    a = _score_arrays(cols, "_a", labels, cs)
+    b = _score_arrays(cols, "_b", labels, cs)
     return a, b, np.asarray(cols["example_id"], dtype=object), cols
 
 
@@ -58,8 +85,9 @@ def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSumm
     out = []
     for m in store.run_metrics(run.run_id):
         labels = m["aggregation"] == "macro_f1"
-        cols = store.score_columns(run.run_id, m["metric"], labels=labels)
-        arr, n_err = _score_arrays(cols, labels=labels), cols["n_errors"]
+        cs = _corpus_stat(m["aggregation"], m["spec"])
+        cols = store.score_columns(run.run_id, m["metric"], labels=labels, stats=cs is not None)
+        arr, n_err = _score_arrays(cols, labels=labels, cs=cs), cols["n_errors"]
         out.append(
             MetricSummary(
                 m["metric"],
@@ -67,15 +95,30 @@ def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSumm
                 m["higher_is_better"],
                 stats.summarize(arr, m["aggregation"]),
                 n_err,
+                _signature(cs, cols["nrefs"]) if cs is not None else None,
             )
         )
     return run, out
 
 
 def compare_runs(
-    store: Store, a: str, b: str, k: int = 5
+    store: Store,
+    a: str,
+    b: str,
+    k: int = 5,
+    test: str = "auto",
+    ci: str = "auto",
+    metrics: set[str] | None = None,
 ) -> tuple[RunRecord, RunRecord, list[MetricComparison]]:
-    """Paired comparison of run `b` (candidate) against run `a` (baseline), metric by metric."""
+    """Paired comparison of run `b` (candidate) against run `a` (baseline), metric by metric.
+
+    `test` / `ci` name the paired test and interval (stats.TESTS, stats.CI_METHODS); a named one
+    that does not fit a metric (McNemar on a continuous score, a t-test on macro-F1) is an error.
+    """
+    if test not in stats.TESTS:
+        raise UserError(f"unknown paired test '{test}'; known: {', '.join(stats.TESTS)}", field="test")
+    if ci not in stats.CI_METHODS:
+        raise UserError(f"unknown CI method '{ci}'; known: {', '.join(stats.CI_METHODS)}", field="ci")
     ra, rb = store.get_run(a), store.get_run(b)
     if ra.suite_id != rb.suite_id:
         raise UserError(
@@ -85,16 +128,29 @@ def compare_runs(
     metrics_b = {m["metric"]: m for m in store.run_metrics(rb.run_id)}
     out = []
     for m in store.run_metrics(ra.run_id):
-        if m["metric"] not in metrics_b:
+        if m["metric"] not in metrics_b or (metrics is not None and m["metric"] not in metrics):
             continue
-        pa, pb, ids, cols = paired_arrays(store, ra.run_id, rb.run_id, m["metric"], m["aggregation"])
-        paired = stats.compare_paired(
-            pa,
-            pb,
-            aggregation=m["aggregation"],
-            higher_is_better=m["higher_is_better"],
-            binary=m["binary"],
-        )
+        agg = m["aggregation"]
+        pa, pb, ids, cols = paired_arrays(store, ra.run_id, rb.run_id, m["metric"], agg, m["spec"])
+        try:
+            paired = stats.compare_paired(
+                pa,
+                pb,
+                aggregation=agg,
+                higher_is_better=m["higher_is_better"],
+                binary=m["binary"],
+                test=test,
+                ci=ci,
+            )
+        except ValueError as e:
+            if test == "auto" and ci == "auto":
+                raise
+            raise UserError(f"{m['metric']}: {e}", field="test") from None
+        sig = None
+        if pa.corpus is not None:
+            d = paired.detail
+            tail = f"|bs:{d['bs']}|seed:{d['seed']}" + (f"|ar:{d['ar']}" if "ar" in d else "")
+            sig = _signature(pa.corpus, cols["nrefs_a"], tail)
         worst = stats.regressions(pa.value, pb.value, higher_is_better=m["higher_is_better"], k=k)
         worst_ids = [str(ids[i]) for i in worst]
         outs_a = store.example_outputs(ra.run_id, worst_ids)
@@ -118,6 +174,7 @@ def compare_runs(
                 cols["n_errors"],
                 cols["only_in"],
                 regressed,
+                sig,
             )
         )
     return ra, rb, out

@@ -8,11 +8,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
-AGGREGATIONS = ("mean", "perplexity", "macro_f1", "weighted_mean")
+from harness import corpus
+
+AGGREGATIONS = ("mean", "perplexity", "macro_f1", "weighted_mean", *corpus.CORPUS_AGGREGATIONS)
+TESTS = (
+    "auto",
+    "mcnemar",
+    "mcnemar_midp",
+    "wilcoxon",
+    "wilcoxon_pratt",
+    "t",
+    "permutation",
+    "paired_bs",
+    "paired_ar",
+)
+"""Paired tests by name. auto: exact McNemar for 0/1 metrics, paired_bs for corpus metrics,
+Wilcoxon signed-rank otherwise."""
+CI_METHODS = ("auto", "bootstrap", "bca", "t")
+"""auto: the t interval for test t, else the paired percentile bootstrap (sacreBLEU's resamples
+for corpus metrics)."""
 # Bound on the (rows, n) resample matrix: keeps peak memory near 100 MB for any n while each
 # chunk is still large enough that numpy's per-call overhead is negligible.
 _MAX_CHUNK_ELEMENTS = 2**23
@@ -24,16 +43,25 @@ class ScoreArrays:
     """Per-example scores of one metric in one run, aligned by example.
 
     ``weight`` holds token counts for perplexity; ``pred``/``label`` hold the predicted and gold
-    class names for macro F1 (a ``None`` prediction counts as wrong, never as a class).
+    class names for macro F1 (a ``None`` prediction counts as wrong, never as a class);
+    ``stats`` (n, k) holds sacreBLEU sufficient statistics for corpus BLEU/chrF, scored by ``corpus``.
     """
 
     value: np.ndarray
     weight: np.ndarray | None = None
     pred: np.ndarray | None = None
     label: np.ndarray | None = None
+    stats: np.ndarray | None = None
+    corpus: corpus.CorpusStatistic | None = None
 
     def __post_init__(self) -> None:
         # Coerce once here so every consumer can rely on dtype, shape and equal lengths.
+        if self.stats is not None:
+            st = np.asarray(self.stats, dtype=np.int64)
+            st = st.reshape(len(st), -1) if st.size else st.reshape(0, 0)
+            object.__setattr__(self, "stats", st)
+            if len(st) != len(np.asarray(self.value).reshape(-1)):
+                raise ValueError(f"ScoreArrays.stats has {len(st)} rows, not {len(self.value)}")
         for name, dtype in _FIELD_DTYPES.items():
             arr = getattr(self, name)
             if arr is not None:
@@ -44,8 +72,9 @@ class ScoreArrays:
 
     def take(self, idx: np.ndarray) -> ScoreArrays:
         """Return the examples at ``idx`` (an integer index array; repeats allowed)."""
-        sub = {f.name: getattr(self, f.name) for f in fields(self)}
-        return ScoreArrays(**{k: (None if v is None else v[idx]) for k, v in sub.items()})
+        sub = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "corpus"}
+        taken = {k: (None if v is None else v[idx]) for k, v in sub.items()}
+        return ScoreArrays(**taken, corpus=self.corpus)
 
 
 def _check_aggregation(aggregation: str) -> None:
@@ -97,6 +126,9 @@ def _macro_f1_statistic(s: ScoreArrays) -> Callable[[np.ndarray], np.ndarray]:
 def _row_statistic(s: ScoreArrays, aggregation: str) -> Callable[[np.ndarray], np.ndarray]:
     """Return f(idx) giving the aggregate for each row of a (rows, n) index matrix."""
     _check_aggregation(aggregation)
+    if corpus.is_corpus(aggregation):
+        st, cs = _corpus_parts(s)
+        return lambda idx: corpus.resample_scores(st, idx, cs).astype(np.float64)
     if aggregation == "mean":
         v = s.value
         return lambda idx: v[idx].mean(axis=1)
@@ -125,6 +157,19 @@ def _row_statistic(s: ScoreArrays, aggregation: str) -> Callable[[np.ndarray], n
     return _macro_f1_statistic(s)
 
 
+def _corpus_parts(s: ScoreArrays) -> tuple[np.ndarray, corpus.CorpusStatistic]:
+    if s.stats is None or s.corpus is None:
+        raise ValueError("corpus aggregations need ScoreArrays.stats and ScoreArrays.corpus")
+    return s.stats, s.corpus
+
+
+def _point(s: ScoreArrays, aggregation: str, stat: Callable[[np.ndarray], np.ndarray]) -> float:
+    """The aggregate of all examples (corpus scores from exact integer sums, as sacreBLEU)."""
+    if corpus.is_corpus(aggregation):
+        return corpus.corpus_score(*_corpus_parts(s))
+    return float(stat(np.arange(len(s.value))[None, :])[0])
+
+
 def aggregate(s: ScoreArrays, aggregation: str) -> float:
     """Aggregate per-example scores into one number ("mean", "perplexity", "macro_f1" or
     "weighted_mean", which is sum(w * v) / sum(w)).
@@ -133,10 +178,9 @@ def aggregate(s: ScoreArrays, aggregation: str) -> float:
     and w its token count (equal weights when ``weight`` is None). Empty input gives nan.
     """
     stat = _row_statistic(s, aggregation)
-    n = len(s.value)
-    if n == 0:
+    if len(s.value) == 0:
         return math.nan
-    return float(stat(np.arange(n)[None, :])[0])
+    return _point(s, aggregation, stat)
 
 
 def _boot_indices(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
@@ -214,7 +258,7 @@ def summarize(
     n = len(s.value)
     if n == 0:
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
-    value = float(stat(np.arange(n)[None, :])[0])
+    value = _point(s, aggregation, stat)
     if n == 1:
         return Summary(1, value, math.nan, value, value)
     boots = (
@@ -237,30 +281,70 @@ class Paired:
     ci_low: float
     ci_high: float
     test: str
+    """The paired test behind p_value, by name (see TESTS): kept with every comparison."""
     p_value: float
     wins: int
     losses: int
     ties: int
     higher_is_better: bool
     improved: bool | None
+    ci_method: str = "bootstrap"
+    """How [ci_low, ci_high] was computed: bootstrap (paired percentile), bca or t."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """Test settings and extras (resamples, seed, sacreBLEU means and half-widths)."""
 
 
-def _paired_test(b: np.ndarray, c: np.ndarray, binary: bool) -> tuple[str, float]:
-    """Exact McNemar for binary scores, Wilcoxon signed-rank otherwise; p = 1 when nothing moved."""
-    if binary:
-        if not np.all(np.isin(b, (0.0, 1.0)) & np.isin(c, (0.0, 1.0))):
-            raise ValueError("binary=True needs scores that are all 0 or 1")
-        gained = int(np.count_nonzero((b == 0) & (c == 1)))
-        lost = int(np.count_nonzero((b == 1) & (c == 0)))
-        if gained + lost == 0:
-            return "mcnemar", 1.0
+def _mcnemar_counts(b: np.ndarray, c: np.ndarray) -> tuple[int, int]:
+    if not np.all(np.isin(b, (0.0, 1.0)) & np.isin(c, (0.0, 1.0))):
+        raise ValueError("binary=True needs scores that are all 0 or 1")
+    return int(np.count_nonzero((b == 0) & (c == 1))), int(np.count_nonzero((b == 1) & (c == 0)))
+
+
+def _paired_test(b: np.ndarray, c: np.ndarray, binary: bool, test: str = "auto") -> tuple[str, float]:
+    """The p-value of one named test on per-example values; p = 1 when nothing moved."""
+    if test == "auto":
+        test = "mcnemar" if binary else "wilcoxon"
+    if test in ("mcnemar", "mcnemar_midp"):
+        gained, lost = _mcnemar_counts(b, c)
+        m = gained + lost
+        if m == 0:
+            return test, 1.0
+        st = _scipy_stats()
         # Exact McNemar is a two-sided binomial test of the discordant pairs against p = 1/2.
-        return "mcnemar", float(_scipy_stats().binomtest(gained, gained + lost, 0.5).pvalue)
+        p = float(st.binomtest(gained, m, 0.5).pvalue)
+        if test == "mcnemar_midp":  # mid-p: half the probability of the observed split
+            p = min(
+                1.0,
+                2.0 * float(st.binom.cdf(min(gained, lost), m, 0.5))
+                - float(st.binom.pmf(min(gained, lost), m, 0.5)),
+            )
+        return test, p
     d = c - b
     if not np.any(d != 0):
-        return "wilcoxon", 1.0
-    res = _scipy_stats().wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-    return "wilcoxon", float(res.pvalue)
+        return test, 1.0
+    st = _scipy_stats()
+    if test in ("wilcoxon", "wilcoxon_pratt"):
+        zero = "pratt" if test == "wilcoxon_pratt" else "wilcox"
+        return test, float(st.wilcoxon(d, zero_method=zero, alternative="two-sided").pvalue)
+    if test == "t":
+        return test, float(st.ttest_rel(c, b).pvalue)
+    raise ValueError(f"unknown paired test {test!r}; expected one of {TESTS}")
+
+
+def _check_test(test: str, ci: str, aggregation: str, binary: bool) -> None:
+    if test not in TESTS:
+        raise ValueError(f"unknown paired test {test!r}; expected one of {', '.join(TESTS)}")
+    if ci not in CI_METHODS:
+        raise ValueError(f"unknown CI method {ci!r}; expected one of {', '.join(CI_METHODS)}")
+    if test in ("paired_bs", "paired_ar") and not corpus.is_corpus(aggregation):
+        raise ValueError(f"test {test} is sacreBLEU's test for corpus metrics, not for {aggregation}")
+    per_example = test in ("mcnemar", "mcnemar_midp", "wilcoxon", "wilcoxon_pratt", "t", "permutation")
+    if (per_example or ci in ("bca", "t")) and aggregation != "mean":
+        # These tests treat the per-example values as the data: only right when the metric is their mean.
+        what = f"test {test}" if per_example else f"CI {ci}"
+        raise ValueError(f"{what} tests a mean of per-example values; {aggregation} is not one")
+    if test in ("mcnemar", "mcnemar_midp") and not binary:
+        raise ValueError(f"test {test} needs a 0/1 metric")
 
 
 def compare_paired(
@@ -273,36 +357,69 @@ def compare_paired(
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    test: str = "auto",
+    ci: str = "auto",
+    n_resamples: int | None = None,
 ) -> Paired:
     """Compare two runs on the same examples with a paired bootstrap CI and a paired test.
 
     Both sides are resampled with the same indices, so per-example difficulty cancels and the
-    CI of delta = aggregate(candidate) - aggregate(baseline) is much narrower than unpaired.
-    ``improved`` is None when the CI covers 0 (or n < 2), else whether delta is in the good
-    direction.
+    CI of delta = aggregate(candidate) - aggregate(baseline) is much narrower than unpaired; a
+    non-mean aggregate (macro-F1, token-weighted perplexity, corpus BLEU) is recomputed on every
+    resample. ``improved`` is None when the CI covers 0 (or n < 2), else whether delta is in the
+    good direction.
+
+    ``test`` names the paired test (TESTS) and ``ci`` the interval (CI_METHODS). Corpus metrics
+    use sacreBLEU's resampling (seed 12345 and 1000 resamples unless ``n_resamples``/an explicit
+    seed says otherwise) so p-values equal ``sacrebleu.significance.PairedTest``. ``permutation``
+    (scipy ``permutation_test``, paired ``samples``) draws ``n_resamples`` (default 9999).
     """
     n = len(baseline.value)
     if len(candidate.value) != n:
         raise ValueError(f"baseline has {n} examples, candidate has {len(candidate.value)}")
     _check_boot_args(n_boot, confidence)
+    _check_test(test, ci, aggregation, binary)
     stat_b = _row_statistic(baseline, aggregation)
     stat_c = _row_statistic(candidate, aggregation)
     if n == 0:
         nan = math.nan
         return Paired(0, nan, nan, nan, nan, nan, "none", nan, 0, 0, 0, higher_is_better, None)
-    full = np.arange(n)[None, :]
-    b_val, c_val = float(stat_b(full)[0]), float(stat_c(full)[0])
+    b_val, c_val = _point(baseline, aggregation, stat_b), _point(candidate, aggregation, stat_c)
     delta = c_val - b_val
-    if n == 1:
-        lo = hi = delta
-    elif aggregation == "mean":
-        # The mean is linear, so resampling the per-example differences is one gather, not two.
-        d = candidate.value - baseline.value
-        lo, hi = _percentile_ci(_bootstrap_mean(d, n_boot, seed), confidence)
+    detail: dict[str, Any] = {}
+    ci_method = "t" if ci == "auto" and test == "t" else ("bootstrap" if ci == "auto" else ci)
+    if corpus.is_corpus(aggregation):
+        test, p, (lo, hi), detail = _corpus_compare(baseline, candidate, test, n_resamples, confidence)
+        ci_method = "bootstrap"
     else:
-        boots = _bootstrap(n, lambda idx: stat_c(idx) - stat_b(idx), n_boot, seed)
-        lo, hi = _percentile_ci(boots, confidence)
-    test, p = _paired_test(baseline.value, candidate.value, binary)
+        if n == 1:
+            lo = hi = delta
+        elif ci_method == "t":
+            res = _scipy_stats().ttest_rel(candidate.value, baseline.value)
+            ci_t = res.confidence_interval(confidence_level=confidence)
+            lo, hi = float(ci_t.low), float(ci_t.high)
+        elif ci_method == "bca":
+            d = candidate.value - baseline.value
+            res = _scipy_stats().bootstrap(
+                (d,), np.mean, n_resamples=n_boot, confidence_level=confidence,
+                method="BCa", random_state=np.random.default_rng(seed),
+            )  # fmt: skip
+            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+            if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa is undefined on constant d
+                lo = hi = delta
+            detail["n_boot"] = n_boot
+        elif aggregation == "mean":
+            # The mean is linear, so resampling the per-example differences is one gather, not two.
+            d = candidate.value - baseline.value
+            lo, hi = _percentile_ci(_bootstrap_mean(d, n_boot, seed), confidence)
+        else:
+            boots = _bootstrap(n, lambda idx: stat_c(idx) - stat_b(idx), n_boot, seed)
+            lo, hi = _percentile_ci(boots, confidence)
+        if test == "permutation":
+            p, detail["n_resamples"] = _permutation_p(baseline.value, candidate.value, n_resamples, seed)
+            detail["permutation_type"] = "samples"
+        else:
+            test, p = _paired_test(baseline.value, candidate.value, binary, test)
     signed = candidate.value - baseline.value
     if not higher_is_better:
         signed = -signed
@@ -312,7 +429,50 @@ def compare_paired(
         improved = (lo > 0) == higher_is_better
     ties = n - wins - losses
     return Paired(n, b_val, c_val, delta, lo, hi, test, p, wins, losses, ties,
-                  higher_is_better, improved)  # fmt: skip
+                  higher_is_better, improved, ci_method, detail)  # fmt: skip
+
+
+def _permutation_p(b: np.ndarray, c: np.ndarray, n_resamples: int | None, seed: int) -> tuple[float, int]:
+    """scipy's paired permutation test of the mean difference (signs of each pair flipped)."""
+    n_res = n_resamples or 9999
+    if not np.any(c != b):
+        return 1.0, n_res
+    res = _scipy_stats().permutation_test(
+        (c, b), _mean_difference, permutation_type="samples", vectorized=True,
+        n_resamples=n_res, alternative="two-sided", random_state=np.random.default_rng(seed),
+    )  # fmt: skip
+    return float(res.pvalue), n_res
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x - y, axis=axis)
+
+
+def _corpus_compare(
+    baseline: ScoreArrays, candidate: ScoreArrays, test: str, n_resamples: int | None, confidence: float
+) -> tuple[str, float, tuple[float, float], dict[str, Any]]:
+    """sacreBLEU's paired bootstrap (and, by name, approximate randomization) on stored statistics."""
+    st_b, cs = _corpus_parts(baseline)
+    st_c, _ = _corpus_parts(candidate)
+    test = "paired_bs" if test == "auto" else test
+    # The delta's CI always comes from sacreBLEU's paired bootstrap resamples.
+    bs = corpus.paired_test(
+        st_b, st_c, cs, test="paired_bs", n_samples=n_resamples if test == "paired_bs" else None
+    )
+    detail: dict[str, Any] = {
+        "seed": bs.seed,
+        "bs": bs.n_samples,
+        "baseline_mean": bs.baseline_mean,
+        "baseline_ci": bs.baseline_ci,
+        "candidate_mean": bs.candidate_mean,
+        "candidate_ci": bs.candidate_ci,
+    }
+    p = bs.p_value
+    if test == "paired_ar":
+        ar = corpus.paired_test(st_b, st_c, cs, test="paired_ar", n_samples=n_resamples)
+        p, detail["ar"] = ar.p_value, ar.n_samples
+    assert bs.deltas is not None
+    return test, p, _percentile_ci(bs.deltas, confidence), detail
 
 
 def regressions(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.secrets import scrub
 from harness.store import Store
 
 
@@ -103,10 +104,10 @@ def write_judgments(store: Store, rows: Sequence[Judgment]) -> None:
                     j.judge_model,
                     json.dumps(j.spec, sort_keys=True),
                     j.score,
-                    None if j.scores is None else json.dumps(j.scores, sort_keys=True),
-                    j.rationale,
-                    j.raw,
-                    j.error,
+                    None if j.scores is None else scrub(json.dumps(j.scores, sort_keys=True)),
+                    scrub(j.rationale),  # a judge may quote the key it was sent
+                    scrub(j.raw),
+                    scrub(j.error),
                     j.mode,
                     j.attempts,
                     j.latency_s,

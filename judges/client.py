@@ -28,6 +28,7 @@ from pydantic import Field
 
 from harness.config import Strict
 from harness.errors import UserError
+from harness.secrets import register_secret_env
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class EndpointConfig(Strict):
     temperature: float = Field(0.0, ge=0)
     response_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
     """auto: negotiate json_schema → json_object+schema → text."""
+
+    def model_post_init(self, context: Any) -> None:
+        register_secret_env(self.api_key_env)  # whatever echoes the key is scrubbed before storing
 
     def resolved_base_url(self) -> str:
         url = self.base_url or os.environ.get("TUNEGATE_JUDGE_BASE_URL")

@@ -267,7 +267,7 @@ def _side(label: str, side: Side, store: Store) -> dict[str, Any]:
                 "suite": name,
                 "kind": run.suite_kind,
                 "run_id": run.run_id,
-                "status": run.status,
+                "status": run.shown_status,
                 "started": _ts(run.started_at),
                 "ended": _ts(run.ended_at),
                 "duration": _duration(run.started_at, run.ended_at),

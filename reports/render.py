@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from harness.secrets import scrub
 from reports import charts
 from reports.collect import MetricRow, ReportData
 
@@ -37,7 +38,7 @@ def embed_json(data: Any) -> str:
     '<' only ever occurs inside JSON strings, where \\u003c means the same character, so no
     '</script>' or '<!--' can end or confuse the script element whatever a model wrote.
     """
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = scrub(json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -73,7 +74,8 @@ def render_html(data: ReportData, store_path: str) -> str:
         "csp": csp,
         "data_json": Markup(embed_json(payload)),
     }
-    return _env().get_template("report.html.j2").render(**context)
+    # Rows stored before keys were scrubbed on write, or keys set since: never on the page.
+    return scrub(_env().get_template("report.html.j2").render(**context))
 
 
 def _g(x: float, digits: int = 4) -> str:
@@ -105,7 +107,9 @@ def _rows(rows: list[MetricRow], suite_index: dict[str, int]) -> list[dict[str, 
                 "n": r.base.n if r.base else 0,
                 "verdict": r.verdict,
                 "delta": f"{c.delta:+.4g}" if c and not math.isnan(c.delta) else "–",
-                "delta_ci": f"95% CI [{_g(c.ci_low)}, {_g(c.ci_high)}]" if c and c.n else "",
+                "delta_ci": f"95% {_ci_name(c.ci_method)}CI [{_g(c.ci_low)}, {_g(c.ci_high)}]"
+                if c and c.n
+                else "",
                 "test": f"{c.test} p={c.p_value:.3g}" if c and c.n else "–",
                 "wlt": f"{c.wins} / {c.losses} / {c.ties}" if c else "–",
                 "errors": f"{r.base_errors} / {r.cand_errors}"
@@ -209,3 +213,8 @@ def _dist_charts(payload: dict[str, Any], two: bool) -> list[tuple[str, list[Mar
             svgs.append(Markup(charts.histogram(m["name"], series, binary=m["binary"])))
         out.append((s["name"], svgs))
     return out
+
+
+def _ci_name(method: str) -> str:
+    """The interval's method, shown unless it is the default paired percentile bootstrap."""
+    return "" if method == "bootstrap" else {"bca": "BCa ", "t": "t "}.get(method, f"{method} ")

@@ -49,7 +49,7 @@ class BenchmarkConfig(SuiteConfig):
     """lm-eval's resamples for the stderr of non-mean aggregations (0: none)."""
     metrics: dict[str, list[str]] = Field(default_factory=dict)
     """Task (or group) -> metrics to store, 'metric' or 'metric/filter'. Default: all that tunegate
-    can aggregate exactly (mean, perplexity, weighted_perplexity)."""
+    can aggregate exactly (mean, perplexity, weighted_perplexity, bits_per_byte)."""
 
     @field_validator("include_path", mode="before")
     @classmethod
@@ -111,7 +111,7 @@ class BenchmarkSuite(SuiteKind):
             if bad is not None:
                 raise self.doc.error(
                     f"'{w}' uses lm-eval aggregation '{bad.aggregation}', which tunegate cannot recompute "
-                    "from per-doc scores (supported: mean, nanmean, perplexity, weighted_perplexity)",
+                    "from per-doc scores (supported: mean, nanmean, perplexity, weighted_perplexity, bits_per_byte)",
                     ("metrics", key, i),
                 )
             out += hits
@@ -144,7 +144,21 @@ class BenchmarkSuite(SuiteKind):
         rounds = itertools.zip_longest(*per_task)
         return [ex for round_ in rounds for ex in round_ if ex is not None]
 
-    def request(self, example: Example, render_chat: Any) -> Request:
+    def request_types(self) -> set[str]:
+        """lm-eval's output types, as our request types (multiple_choice is log-likelihood)."""
+        kinds = {
+            "generate_until": "generate",
+            "multiple_choice": "loglikelihood",
+            "loglikelihood": "loglikelihood",
+            "loglikelihood_rolling": "rolling_loglikelihood",
+        }
+        return {
+            kinds.get(task.OUTPUT_TYPE, task.OUTPUT_TYPE)
+            for entry in self.entries
+            for task in entry.leaves.values()
+        }
+
+    def request(self, example: Example) -> Request:
         raise NotImplementedError("benchmark suites run through execute_run (lm-eval's own loop)")
 
     def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]:

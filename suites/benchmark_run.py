@@ -138,12 +138,12 @@ def _no_bar(original: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def make_lm(backend: Any, batch_size: int, max_length: int | None) -> Any:
-    """lm-eval's HFLM on the backend's loaded model, so adapters, dtype and 4-bit stay ours."""
-    if not hasattr(backend, "tokenizer") or not hasattr(backend, "model"):
-        raise UserError(
-            "benchmark suites need a local model (smollm2, hf:DIR, gguf:FILE); "
-            f"{backend.resolved.spec.raw} has no loaded weights to hand to lm-eval"
-        )
+    """lm-eval's HFLM on the backend's loaded model, so adapters, dtype and 4-bit stay ours;
+    any other backend through our own LM adapter (suites.benchmark_lm)."""
+    if not backend.capabilities.local_weights:
+        from suites.benchmark_lm import backend_lm
+
+        return backend_lm(backend, batch_size, max_length)
     from lm_eval.models.huggingface import HFLM
 
     calls = backend.calls

@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-import jinja2
 from pydantic import Field, model_validator
 
 from harness.config import Strict
 from harness.errors import UserError
 from harness.store import GenerationRow, ScoreRow
+from harness.templates import UserTemplate
 from judges.base import DEFAULT_CRITERIA, Criterion
 from judges.client import EndpointConfig
 from suites.base import SUITE_KINDS, BoundMetric, Example
-from suites.task import _JINJA, PromptedConfig, TaskSuite
+from suites.task import PromptedConfig, TaskSuite
 
 
 class JudgeSpec(Strict):
@@ -112,24 +112,18 @@ class JudgeSuite(TaskSuite):
     def load_examples(self) -> list[Example]:
         examples = super().load_examples()
         template = self.config.judge.question or self.config.prompt
-        try:
-            self._question = _JINJA.from_string(template)
-        except jinja2.TemplateSyntaxError as e:
-            raise self.doc.error(f"invalid Jinja template: {e.message}", ("judge", "question")) from None
+        field = ("judge", "question") if self.config.judge.question else ("prompt",)
+        self._question = UserTemplate(template, lambda msg: self.doc.error(msg, field))
+        path = self.data_path()
         for ex in examples:  # render once now so a missing field fails before any run
-            try:
-                self._question.render(**ex.record)
-            except jinja2.UndefinedError as e:
-                raise UserError(
-                    f"record lacks a field judge.question uses ({e.message})",
-                    path=self.data_path(),
-                    line=ex.line,
-                ) from None
+            self._question.render(
+                ex.record, record_error=lambda msg, n=ex.line: UserError(msg, path=path, line=n)
+            )
         return examples
 
     def judge_question(self, example: Example) -> str:
         """What the judge sees as the task for this example."""
-        return self._question.render(**example.record)
+        return self._question.render(example.record)
 
     def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]:
         raise NotImplementedError("judge suites score in execute_run (judging is batched and concurrent)")

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.runner.execute import run_backend
-from harness.runner.plan import plan_items
+from harness.runner.execute import generations as generate
 from harness.store import GenerationRow, ScoreRow, Store
+from harness.suite import Example
 from judges.base import Subject, Verdict
-from suites.base import Example
 
 _LOCAL_JUDGES: dict[str, Any] = {}
 
@@ -22,7 +21,8 @@ _LOCAL_JUDGES: dict[str, Any] = {}
 def run_judge_suite(suite: Any, store: Store, run_id: str, backend: Any, options: Any, progress: Any) -> None:
     limit = store.get_run(run_id).config.get("limit")  # the run's own limit, also on --resume
     examples = suite.examples[:limit] if limit else suite.examples
-    done = store.done_example_ids(run_id)
+    # a resume retries failed examples unless --keep-errors (their rows are replaced)
+    done = store.done_example_ids(run_id, include_errors=options.keep_errors)
     todo = [ex for ex in examples if ex.id not in done]
     if not todo:
         return
@@ -81,7 +81,7 @@ def _judge_batch(
         v = verdicts.get(ex.id) or Verdict(None, failed[ex.id])
         items.append((ex.id, key, cached, v.error))
         scores += _score_rows(suite, ex, v)
-    store.write_batch(run_id, [], items, scores)
+    store.write_batch(run_id, [], items, scores, replace=True)
 
 
 def _score_rows(suite: Any, ex: Example, v: Verdict) -> list[ScoreRow]:
@@ -91,29 +91,6 @@ def _score_rows(suite: Any, ex: Example, v: Verdict) -> list[ScoreRow]:
             for m in suite.metrics
         ]
     return [ScoreRow(ex.id, m.name, float(v.scores[m.name]), 1.0, None, v.detail) for m in suite.metrics]
-
-
-def generate(
-    store: Store, backend: Any, suite: Any, examples: list[Example], options: Any
-) -> dict[str, tuple[str, GenerationRow, bool]]:
-    """example id → (cache key, generation row, was it a cache hit); misses are generated in
-    batches and stored as they land."""
-    items = plan_items(
-        suite,
-        examples,
-        set(),
-        backend.resolved.fingerprint,
-        backend.render_chat,
-        options.seed,
-        keys_by_example=getattr(backend, "keys_by_example", False),  # predictions: keyed by example
-    )
-    rows = store.cached_generations(i.cache_key for i in items)
-    hits = set(rows)
-    misses = list({i.cache_key: i for i in items if i.cache_key not in rows}.values())
-    for batch in run_backend(backend, "generate", misses, options.batch_size):
-        store.write_batch("", batch, [], [])
-        rows.update((g.cache_key, g) for g in batch)
-    return {i.example.id: (i.cache_key, rows[i.cache_key], i.cache_key in hits) for i in items}
 
 
 def build_judge(suite: Any, backend: Any) -> Any:
@@ -141,10 +118,7 @@ def local_model(model_spec: str, backend: Any) -> Any:
     from harness.models import resolve_model
 
     resolved = resolve_model(model_spec)
-    if (
-        getattr(backend, "resolved", None) is not None
-        and backend.resolved.fingerprint == resolved.fingerprint
-    ):
+    if backend.capabilities.local_weights and backend.resolved.fingerprint == resolved.fingerprint:
         return backend
     if resolved.fingerprint not in _LOCAL_JUDGES:
         from harness.models.hf import HFModel

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from harness.config import LocatedYaml
 from harness.errors import UserError
-from suites.base import SUITE_KINDS, SuiteKind
+from harness.suite import SUITE_KINDS, SuiteKind, content_hash, suite_id  # noqa: F401
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -46,16 +45,3 @@ def load_suite(ref: str | Path) -> SuiteKind:
         raise doc.error(e.detail, ("kind",)) from None
     config = doc.validate(cls.config_model)
     return cls(config, doc)
-
-
-def content_hash(suite: SuiteKind) -> str:
-    """Hash of the suite file and its data: a changed suite is a different suite."""
-    h = hashlib.sha256()
-    h.update(suite.path.read_bytes())
-    h.update(b"\0")
-    h.update(suite.data_path().read_bytes())
-    return h.hexdigest()
-
-
-def suite_id(suite: SuiteKind) -> str:
-    return f"{suite.config.name}-{content_hash(suite)[:10]}"

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from harness.errors import UserError
 from harness.store import GenerationRow, ScoreRow
+from harness.textfile import read_utf8
 from suites.base import (
     SUITE_KINDS,
     BoundMetric,
@@ -99,7 +100,7 @@ class PerplexitySuite(SuiteKind):
     def _from_txt(self, path: Path) -> list[Example]:
         if not path.is_file():
             raise UserError("data file not found", path=path)
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path)
         if self.config.split == "document":
             chunks = [(1, text)]
         else:
@@ -115,7 +116,7 @@ class PerplexitySuite(SuiteKind):
             if t.strip()
         ]
 
-    def request(self, example: Example, render_chat: Any) -> Request:
+    def request(self, example: Example) -> Request:
         params = {"max_length": self.config.max_length, "stride": self._stride()}
         return Request("rolling_loglikelihood", example.record[self.config.text_field], params)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from pydantic import Field
 
 from harness.config import GenerationParams
 from harness.errors import UserError
 from harness.store import GenerationRow, ScoreRow
+from harness.templates import UserTemplate
 from suites.base import (
     SUITE_KINDS,
     BoundMetric,
@@ -22,9 +22,6 @@ from suites.base import (
     read_jsonl,
 )
 from suites.metrics import METRICS, PRESETS, ExampleView
-
-_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-
 
 class PromptedConfig(SuiteConfig):
     """What a suite that makes the model answer prompts declares (task and judge suites)."""
@@ -102,19 +99,12 @@ class TaskSuite(SuiteKind):
         path = self.data_path()
         rows = read_jsonl(path)
         ids = example_ids(rows, self.config.id_field, path)
-        try:
-            template = _JINJA.from_string(self.config.prompt)
-        except jinja2.TemplateSyntaxError as e:
-            raise self.doc.error(f"invalid Jinja template: {e.message}", ("prompt",)) from None
+        template = UserTemplate(self.config.prompt, lambda msg: self.doc.error(msg, ("prompt",)))
         examples = []
         ref_field = self.config.reference
         for eid, (n, rec) in zip(ids, rows):
-            try:
-                template.render(**rec)  # render once now so a missing field fails before any run
-            except jinja2.UndefinedError as e:
-                raise UserError(
-                    f"record lacks a field the prompt uses ({e.message})", path=path, line=n
-                ) from None
+            # render once now so a missing field or a sandbox violation fails before any run
+            template.render(rec, record_error=lambda msg, n=n: UserError(msg, path=path, line=n))
             refs: list[str] = []
             if ref_field is not None:
                 if ref_field not in rec:
@@ -125,15 +115,16 @@ class TaskSuite(SuiteKind):
         self._template = template
         return examples
 
-    def request(self, example: Example, render_chat: Any) -> Request:
-        text = self._template.render(**example.record)
-        if self.config.chat:
-            messages = []
-            if self.config.system_prompt:
-                messages.append({"role": "system", "content": self.config.system_prompt})
-            messages.append({"role": "user", "content": text})
-            text = render_chat(messages)
-        return Request("generate", text, self.config.generation.model_dump())
+    def request(self, example: Example) -> Request:
+        text = self._template.render(example.record)
+        params = self.config.generation.model_dump()
+        if not self.config.chat:
+            return Request("generate", text, params)
+        messages = []
+        if self.config.system_prompt:
+            messages.append({"role": "system", "content": self.config.system_prompt})
+        messages.append({"role": "user", "content": text})
+        return Request("generate", None, params, messages=tuple(messages))
 
     def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]:
         view = ExampleView(example.references, example.record)

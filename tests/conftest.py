@@ -27,6 +27,17 @@ def smollm2():
     return HFModel(resolve_model("smollm2"))
 
 
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory):
+    """ONE real llama-cpp-python OpenAI-compatible server per test session (judge and endpoint
+    tests share it): the bundled GGUF served as `smollm2` and as a second alias `candidate`."""
+    from tests.llama_server import LlamaServer
+
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with LlamaServer(n_threads=2, log=log, aliases=("smollm2", "candidate")) as srv:
+        yield srv
+
+
 @pytest.fixture()
 def store(tmp_path):
     from harness.store import Store
@@ -69,3 +80,23 @@ def table_dump(db_path: Path) -> dict[str, list]:
         return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_smollm2():
+    """The bundled GGUF itself through llama.cpp in-process (one Llama load per session)."""
+    from harness.models import resolve_model
+    from harness.models.gguf import smollm2_gguf
+    from harness.models.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(resolve_model(f"llamacpp:{smollm2_gguf()}?n_threads=2"))
+
+
+@pytest.fixture(scope="session")
+def echo_server(tmp_path_factory):
+    """tests/echo_server.py as a real loopback server (aliases smollm2 and candidate) whose echo
+    log-probabilities are right: `echo_server.base_url` is http://127.0.0.1:PORT/v1."""
+    from tests.echo_server import EchoServer
+
+    with EchoServer(log=tmp_path_factory.mktemp("echo") / "echo.log") as srv:
+        yield srv

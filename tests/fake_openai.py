@@ -3,7 +3,9 @@
 A real aiohttp server in a background thread. Each request takes the next behaviour from
 `script` (then `default`): ok, 429 (with Retry-After), 500, hang (past the client's timeout),
 garbage (prose, no JSON), out_of_range (valid JSON, impossible scores), echo_auth (garbage
-that quotes the Authorization header, to prove keys are scrubbed). `latency` delays every reply.
+that quotes the Authorization header, to prove keys are scrubbed), badjson (HTTP 200 whose body is
+not JSON). `latency` delays every reply. `/v1/completions` serves the same behaviours for the
+`openai:` backend; its 'ok' reply ignores `echo` (logprobs of generated tokens only, as Ollama).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class FakeOpenAI:
         self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -117,6 +120,11 @@ class FakeOpenAI:
             if behaviour == "hang":  # until the client gives up, or the server stops
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), 60)
+            if behaviour == "badjson":
+                return web.Response(text='{"choices": [ {"text": "unterminated', content_type="application/json")
+            if request.path.endswith("/v1/completions"):
+                text = st.reply(body) if st.reply else "a plain completion"
+                return web.json_response(_text_completion(text, echo_ignored=True))
             schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
             if behaviour == "garbage":
                 content = "I think the answer is quite good, maybe a seven."
@@ -150,5 +158,18 @@ def _completion(content: str) -> dict[str, Any]:
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
         ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
+
+
+def _text_completion(text: str, echo_ignored: bool) -> dict[str, Any]:
+    """A legacy completion; with `echo_ignored`, logprobs cover the generated token only."""
+    logprobs = {"tokens": [text], "token_logprobs": [-0.5], "top_logprobs": [{text: -0.5}], "text_offset": [0]}
+    return {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": "fake",
+        "choices": [{"index": 0, "text": text, "logprobs": logprobs if echo_ignored else None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }

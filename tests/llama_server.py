@@ -22,7 +22,13 @@ def free_port() -> int:
 class LlamaServer:
     """`with LlamaServer() as srv: srv.base_url`; `n_threads` bounds its CPU use."""
 
-    def __init__(self, n_threads: int = 2, n_ctx: int = 2048, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        n_threads: int = 2,
+        n_ctx: int = 2048,
+        log: Path | None = None,
+        aliases: tuple[str, ...] = ("smollm2",),
+    ) -> None:
         from harness.models.gguf import smollm2_gguf
 
         self.model = smollm2_gguf()
@@ -30,6 +36,9 @@ class LlamaServer:
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.log = log
+        self.aliases = aliases
+        """Model names served; more than one goes through a config file (the server swaps the
+        loaded model on demand: same GGUF, so a 'candidate' alias costs one reload)."""
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -38,11 +47,30 @@ class LlamaServer:
 
     def __enter__(self) -> LlamaServer:
         out = open(self.log, "wb") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
+        if len(self.aliases) > 1:
+            import json
+            import tempfile
+
+            cfg = {
+                "host": "127.0.0.1",
+                "port": self.port,
+                "models": [
+                    {
+                        "model": str(self.model),
+                        "model_alias": a,
+                        "n_threads": self.n_threads,
+                        "n_ctx": self.n_ctx,
+                        "logits_all": True,
+                        "verbose": False,
+                    }
+                    for a in self.aliases
+                ],
+            }
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump(cfg, f)
+            args = ["--config_file", f.name]
+        else:
+            args = [
                 "--model",
                 str(self.model),
                 "--host",
@@ -54,8 +82,10 @@ class LlamaServer:
                 "--n_ctx",
                 str(self.n_ctx),
                 "--model_alias",
-                "smollm2",
-            ],
+                self.aliases[0],
+            ]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "OMP_NUM_THREADS": str(self.n_threads)},

@@ -228,13 +228,25 @@ def test_metric_selection_and_unreproducible_aggregations(tmp_path):
         f"dataset_kwargs: {{data_files: {{test: {TASKS / 'data' / 'prose.jsonl'}}}}}\n"
         "test_split: test\noutput_type: loglikelihood_rolling\ndoc_to_text: ''\ndoc_to_target: '{{text}}'\n"
     )
+    (tasks / "gen.yaml").write_text(
+        "task: gen_prose\ndataset_path: json\n"
+        f"dataset_kwargs: {{data_files: {{test: {TASKS / 'data' / 'prose.jsonl'}}}}}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: '{{text}}'\ndoc_to_target: '{{text}}'\n"
+        "metric_list: [{metric: bleu}]\n"
+    )
     base = "name: b\nkind: benchmark\ninclude_path: tasks\ntasks: [bpb_prose]\n"
-    default = load_suite(write_suite(tmp_path, base))  # lm-eval's defaults include bits_per_byte
-    assert [m.name for m in default.metrics] == ["bpb_prose/word_perplexity", "bpb_prose/byte_perplexity"]
+    default = load_suite(write_suite(tmp_path, base))  # lm-eval's defaults include bits_per_byte (#13)
+    assert [m.name for m in default.metrics] == [
+        "bpb_prose/word_perplexity",
+        "bpb_prose/byte_perplexity",
+        "bpb_prose/bits_per_byte",
+    ]
+    assert default.metrics[2].aggregation == "weighted_mean" and not default.metrics[2].higher_is_better
     chosen = load_suite(write_suite(tmp_path, base + "metrics: {bpb_prose: [byte_perplexity]}\n"))
     assert [m.name for m in chosen.metrics] == ["bpb_prose/byte_perplexity"]
-    with pytest.raises(UserError, match="aggregation 'bits_per_byte', which tunegate cannot recompute"):
-        load_suite(write_suite(tmp_path, base + "metrics: {bpb_prose: [bits_per_byte]}\n"))
+    gen = "name: b\nkind: benchmark\ninclude_path: tasks\ntasks: [gen_prose]\n"
+    with pytest.raises(UserError, match="aggregation 'bleu', which tunegate cannot recompute"):
+        load_suite(write_suite(tmp_path, gen + "metrics: {gen_prose: [bleu]}\n"))
 
 
 def test_builtin_general_mini_and_its_suite_id(tmp_path):

@@ -22,12 +22,6 @@ SUBJECTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def llama(tmp_path_factory):
-    with LlamaServer(n_threads=2, log=tmp_path_factory.mktemp("llama") / "server.log") as srv:
-        yield srv
-
-
 def client(llama: LlamaServer, **kw) -> JudgeClient:
     return JudgeClient(EndpointConfig(base_url=llama.base_url, model="smollm2", max_tokens=96, **kw))
 

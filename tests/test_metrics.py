@@ -111,7 +111,8 @@ def test_spec_records_defaults() -> None:
     built = METRICS.build("exact_match", {"ignore_articles": True})
     assert built.spec == {
         "name": "exact_match",
-        "args": {"ignore_case": True, "ignore_punctuation": True, "ignore_articles": True,
+        "args": {"normalization": "options",
+                 "ignore_case": True, "ignore_punctuation": True, "ignore_articles": True,
                  "collapse_whitespace": True, "tokenize": "auto", "to_simplified": False},
     }  # fmt: skip
     json.dumps(METRICS.build("json_schema", {"schema": {"type": "object"}}).spec)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.textfile import read_utf8
 
 Message = dict[str, str]
 SFT_FORMATS = ("alpaca", "sharegpt", "messages")
@@ -172,10 +173,10 @@ def files_hash(paths: Iterable[Path]) -> str:
 # -- helpers ------------------------------------------------------------------------------
 def _read_records(path: Path) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path)  # invalid UTF-8: an error naming the line
     except FileNotFoundError:
         raise UserError("data file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise UserError(f"cannot read data file: {e}", path=path) from None
     if path.suffix == ".json" or text.lstrip().startswith("["):
         return _read_json_array(text, path)

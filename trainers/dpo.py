@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers import job
+from trainers.cache import cached_candidate
 from trainers.config import LoadedConfig
 from trainers.data import Example
 from trainers.model import load_trainable
@@ -21,6 +22,9 @@ def train_dpo(loaded: LoadedConfig, db: Path, progress: job.Progress | None = No
     """Train a DPO adapter as `loaded` says; returns the registered candidate."""
     cfg = loaded.cfg
     splits = job.load_splits(loaded, "dpo")  # bad data fails before the heavy imports
+    reused = cached_candidate(loaded, splits, db)  # same config, data and base: nothing to train
+    if reused is not None:
+        return reused
     tm = load_trainable(loaded)
     from datasets import Dataset, disable_progress_bars
     from trl import DPOConfig, DPOTrainer

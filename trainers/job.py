@@ -11,8 +11,6 @@ import logging
 import platform
 import random
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,23 +134,10 @@ def callbacks(loaded: LoadedConfig, has_eval: bool) -> list[Any]:
 
 
 def output_dir(loaded: LoadedConfig, key: str) -> Path:
+    """Where the adapter of training `key` lives (publishing and reuse: `trainers.cache`)."""
     if loaded.cfg.output_dir:
         return Path(loaded.cfg.output_dir).expanduser().resolve()
     return cache_dir() / "adapters" / f"{loaded.cfg.name}-{key[:12]}"
-
-
-def checkpoints_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ckpt-", dir=cache_dir()))
-
-
-def save_adapter(model: Any, out: Path) -> None:
-    """Write to a sibling temp folder, then swap it in: a crash never leaves half an adapter."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(3)}"
-    model.save_pretrained(str(tmp))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def _has_cuda() -> bool:

@@ -83,14 +83,38 @@ def read_meta(adapter: Path) -> dict[str, Any] | None:
 
 
 def register_cached(store: Store, adapter: Path, meta: dict[str, Any]) -> Candidate:
-    """Register an adapter trained earlier (maybe into another store) with its run and logs."""
+    """Register an adapter trained earlier (maybe into another store) with its run and logs.
+
+    A training run row left `running` or `failed` (the process died after the adapter was
+    published, before it was registered) is completed here: its missing logs, summary, candidate.
+    """
     parent = resolve_model(meta["parent_spec"])
     spec = candidate_spec(parent, adapter)
     cand = resolve_model(spec)
     run_id = meta["training_run_id"]
     with store.transaction():
         register_models(store, parent, cand)
-        known = store.db.execute("SELECT 1 FROM training_runs WHERE training_run_id = ?", [run_id]).fetchone()
+        known = store.db.execute(
+            "SELECT status FROM training_runs WHERE training_run_id = ?", [run_id]
+        ).fetchone()
+        if known and known[0] != "completed":
+            logged = {
+                r[0]
+                for r in store.db.execute(
+                    "SELECT seq FROM training_logs WHERE training_run_id = ?", [run_id]
+                ).fetchall()
+            }
+            for seq, (step, logs) in enumerate(meta.get("log_history", [])):
+                if seq not in logged:
+                    log_training_step(store, run_id, seq, logs, step)
+            finish_training_run(
+                store,
+                run_id,
+                "completed",
+                summary=meta.get("summary"),
+                candidate_model_id=cand.model_id,
+                adapter_path=str(adapter),
+            )
         if not known:
             start_training_run(
                 store,

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import signals
 from harness.errors import UserError
 from harness.models import resolve_model
 from harness.store import Store
-from harness.store.training import finish_training_run, start_training_run
-from trainers import job
+from harness.store.training import finish_training_run, mark_dead_training_runs, start_training_run
+from trainers import cache, job
 from trainers.callbacks import ProgressCallback, StoreLogCallback
 from trainers.config import LoadedConfig
 from trainers.model import TrainableModel
-from trainers.register import Candidate, candidate_spec, register_models, write_meta
+from trainers.register import Candidate, candidate_spec, register_models
 
 BuildTrainer = Callable[[dict[str, Any], list[Any]], Any]
 
@@ -28,16 +29,21 @@ def run_training(
     db: Path,
     progress: job.Progress | None = None,
 ) -> Candidate:
-    """Build the TRL trainer (still no store writes), then train with every step stored."""
+    """Build the TRL trainer (still no store writes), then train with every step stored.
+
+    The adapter is published (weights + meta, one atomic rename) before it is registered: a
+    crash in between leaves a complete folder that the next run registers (`trainers.cache`).
+    """
     cfg = loaded.cfg
     key = loaded.key(splits.hash, tm.resolved.fingerprint)
     out = job.output_dir(loaded, key)
+    cache.check_output_free(out)
     run_id = job.new_training_run_id()
     log_cb = StoreLogCallback(None, run_id)  # the store is attached once the run row exists
     cbs = [log_cb, *job.callbacks(loaded, bool(splits.eval))]
     if progress:
         cbs.append(ProgressCallback(progress))
-    ckpt = job.checkpoints_dir()
+    ckpt = cache.checkpoints_dir()
     try:
         try:
             trainer = build(job.trainer_args(loaded, ckpt, bool(splits.eval)), cbs)
@@ -47,6 +53,7 @@ def run_training(
 
         trainer.remove_callback(PrinterCallback)  # logs go to the store and our progress line
         with Store(db) as store:
+            mark_dead_training_runs(store)
             start_training_run(
                 store,
                 run_id,
@@ -67,18 +74,8 @@ def run_training(
             log_cb.store = store
             try:
                 trainer.train()
-                job.save_adapter(trainer.model, out)
-            except KeyboardInterrupt:
-                finish_training_run(store, run_id, "interrupted", error="interrupted by user")
-                raise
-            except Exception as e:
-                finish_training_run(store, run_id, "failed", error=f"{type(e).__name__}: {e}")
-                raise
-            summary = _summary(trainer.state, log_cb.last)
-            cand = resolve_model(candidate_spec(tm.resolved, out))
-            write_meta(
-                out,
-                {
+                summary = _summary(trainer.state, log_cb.last)
+                meta = {
                     "key": key,
                     "training_run_id": run_id,
                     "kind": cfg.kind,
@@ -91,8 +88,16 @@ def run_training(
                     "host": job.host(),
                     "summary": summary,
                     "log_history": [(h.get("step", 0), h) for h in trainer.state.log_history],
-                },
-            )
+                }
+                cache.publish_adapter(trainer.model, out, meta)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (harness.signals)
+                finish_training_run(store, run_id, "interrupted", error=signals.reason())
+                signals.note_interrupted("training", run_id, str(store.path))
+                raise
+            except Exception as e:
+                finish_training_run(store, run_id, "failed", error=f"{type(e).__name__}: {e}")
+                raise
+            cand = resolve_model(candidate_spec(tm.resolved, out))
             with store.transaction():
                 register_models(store, tm.resolved, cand)
                 finish_training_run(

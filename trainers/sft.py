@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers import job
+from trainers.cache import cached_candidate
 from trainers.config import LoadedConfig
 from trainers.data import Example, Message
 from trainers.model import load_trainable
@@ -22,6 +23,9 @@ def train_sft(loaded: LoadedConfig, db: Path, progress: job.Progress | None = No
     """Train an SFT adapter as `loaded` says; returns the registered candidate."""
     cfg = loaded.cfg
     splits = job.load_splits(loaded, "sft")  # bad data fails before the heavy imports
+    reused = cached_candidate(loaded, splits, db)  # same config, data and base: nothing to train
+    if reused is not None:
+        return reused
     tm = load_trainable(loaded)
     from datasets import Dataset, disable_progress_bars
     from trl import SFTConfig, SFTTrainer

@@ -25,10 +25,19 @@ from harness.cli import (
 from harness.cli.common import console_err
 from harness.errors import UserError
 
+EXIT_CODES = (
+    "Exit codes: 0 ok, 1 gate failed, 2 bad input (nothing stored changes), "
+    "3 store locked by another process (retry with --wait SECONDS), 130 Ctrl-C, 143 SIGTERM."
+)
+GLOBAL_FLAGS = (
+    "With any command: --debug shows tracebacks; --wait SECONDS retries a locked store that long "
+    "(default $TUNEGATE_DB_WAIT, else 0)."
+)
+
 app = typer.Typer(
     name="tunegate",
     help="Evaluation-first harness for LLM fine-tuning: run suites, store every output in DuckDB, "
-    "compare runs with paired statistics.",
+    f"compare runs with paired statistics.\n\n{EXIT_CODES}\n\n{GLOBAL_FLAGS}",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -69,10 +78,20 @@ app.command("score")(score.score_cmd)
 
 
 def main() -> None:
-    """Entry point: user errors print one line and exit 2; --debug shows tracebacks."""
+    """Entry point: user errors print one line and exit 2 (a locked store 3); --debug shows tracebacks."""
+    from rich.markup import escape
+
+    from harness import signals
+    from harness.secrets import install_log_filter, scrub
+
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
+    try:
+        _take_wait_flag(sys.argv)
+    except UserError as e:
+        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
     # Local models only: never reach for a model hub unless the user asks for it.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -82,13 +101,15 @@ def main() -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    install_log_filter()
+    signals.install()  # SIGTERM (CI cancel, `timeout`) is an interrupt like Ctrl-C
     try:
         # Non-standalone typer returns exit codes (130 for Ctrl-C) instead of raising.
         rc = app(standalone_mode=False)
     except UserError as e:
         if debug:
             raise
-        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        console_err.print(f"[bold red]error:[/] {escape(scrub(str(e)))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         rc = 130
@@ -106,11 +127,70 @@ def main() -> None:
         if isinstance(e, click.ClickException | TyperClickException):
             e.show()
             sys.exit(2)
-        raise
+        message = _store_error(e)
+        if message is None or debug:
+            raise
+        console_err.print(f"error: {scrub(message)}", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(2)
     if rc == 130:
-        console_err.print(
-            "[yellow]interrupted[/]: finished batches are stored; continue with "
-            "`tunegate run --resume RUN_ID`"
-        )
+        rc = signals.exit_code()  # 143 after SIGTERM
+        _say_interrupted(signals.interrupted())
     if isinstance(rc, int) and rc:
         sys.exit(rc)
+
+
+def _take_wait_flag(argv: list[str]) -> None:
+    """`--wait SECONDS` anywhere on the line (like --debug): how long to retry a locked store."""
+    from harness.store import Store
+
+    value = os.environ.get("TUNEGATE_DB_WAIT")
+    where = "$TUNEGATE_DB_WAIT"
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--wait" or arg.startswith("--wait="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            del argv[i : i + (1 if "=" in arg else 2)]
+            where = "--wait"
+            break
+    if value is None:
+        return
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UserError(f"{where} takes a number of seconds >= 0, got '{value}'")
+    Store.default_wait = seconds
+
+
+def _say_interrupted(runs: list[tuple[str, str, str]]) -> None:
+    """How to continue — naming the run, and only when a run was really stored."""
+    from harness.cli.common import DEFAULT_DB
+
+    if not runs:
+        console_err.print("[yellow]interrupted[/] before any run was stored: nothing to resume")
+    for kind, ref, db in runs:
+        on_db = "" if db == str(DEFAULT_DB) else f" --db {db}"
+        if kind == "run":
+            console_err.print(
+                f"[yellow]interrupted[/]: run {ref} keeps its finished batches; continue with "
+                f"`tunegate run --resume {ref}{on_db}`",
+                highlight=False,
+            )
+        else:
+            console_err.print(
+                f"[yellow]interrupted[/]: training run {ref} is marked interrupted; "
+                "run the same `tunegate train` command to train again",
+                highlight=False,
+            )
+
+
+def _store_error(e: Exception) -> str | None:
+    """A DuckDB failure that is about the store file, as one sentence (else None: a bug)."""
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is None or not isinstance(e, duckdb.Error):
+        return None
+    if "read-only" in str(e):
+        return "this store was written by a newer tunegate and is open read-only: upgrade tunegate to write"
+    if isinstance(e, duckdb.IOException | duckdb.SerializationException | duckdb.InternalException):
+        return f"store is damaged ({e}): restore it from a copy or pass another --db"
+    return None

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, fmt
+from harness.models.spec import label_spec
 
 
 def runs_cmd(
@@ -21,11 +23,13 @@ def runs_cmd(
         rows = store.list_runs(limit)
     t = Table("run", "status", "model", "suite", "started", "done", "errors")
     for r in rows:
-        colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(r["status"], "red")
+        colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(
+            r["shown_status"], "red"
+        )
         t.add_row(
             r["run_id"],
-            f"[{colour}]{r['status']}[/]",
-            r["model"],
+            f"[{colour}]{r['shown_status']}[/]",
+            escape(label_spec(r["model"])),
             r["suite"],
             str(r["started_at"])[:19],
             f"{r['done']}/{r['n_examples']}",
@@ -46,8 +50,9 @@ def show_cmd(
         run, metrics = summarize_run(store, run_id)
         done, errors = store.counts(run.run_id)
     console.print(
-        f"[bold]{run.run_id}[/]  model {run.model_spec}  suite {run.suite_name} "
-        f"({run.suite_kind})  status {run.status}  {done}/{run.n_examples} examples, {errors} errors"
+        f"[bold]{run.run_id}[/]  model {escape(label_spec(run.model_spec))}  suite {run.suite_name} "
+        f"({run.suite_kind})  status {run.shown_status}  {done}/{run.n_examples} examples, {errors} errors",
+        highlight=False,
     )
     t = Table("metric", "n", "value", "95% CI", "stderr", "errors", "better")
     for m in metrics:
@@ -62,6 +67,9 @@ def show_cmd(
             "↑" if m.higher_is_better else "↓",
         )
     console.print(t)
+    for m in metrics:
+        if m.signature:  # the corpus number is only reproducible with its sacreBLEU signature
+            console.print(f"  {m.metric}: sacreBLEU {m.signature}", highlight=False, markup=False)
 
 
 def compare_cmd(
@@ -72,13 +80,21 @@ def compare_cmd(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write the HTML report of the two runs here.")
     ] = None,
+    test: Annotated[
+        str,
+        typer.Option(
+            help="Paired test: auto (McNemar 0/1, sacreBLEU paired_bs corpus, else Wilcoxon), mcnemar, "
+            "mcnemar_midp, wilcoxon, wilcoxon_pratt, t, permutation, paired_bs, paired_ar."
+        ),
+    ] = "auto",
+    ci: Annotated[str, typer.Option(help="Interval of the delta: auto, bootstrap, bca, t.")] = "auto",
 ) -> None:
     """Paired comparison of CANDIDATE against BASELINE on the examples both scored."""
     from harness.results import compare_runs
     from harness.store import Store
 
     with Store(db, must_exist=True) as store:
-        ra, rb, comps = compare_runs(store, baseline, candidate, k=top)
+        ra, rb, comps = compare_runs(store, baseline, candidate, k=top, test=test, ci=ci)
         if html:
             from reports import write_report
 
@@ -92,8 +108,8 @@ def compare_cmd(
 
 def print_comparison(ra, rb, comps, top: int = 5) -> None:
     console.print(
-        f"[bold]{ra.suite_name}[/]: baseline {ra.run_id} ({ra.model_spec}) vs "
-        f"candidate {rb.run_id} ({rb.model_spec})"
+        f"[bold]{ra.suite_name}[/]: baseline {ra.run_id} ({escape(label_spec(ra.model_spec))}) vs "
+        f"candidate {rb.run_id} ({escape(label_spec(rb.model_spec))})"
     )
     t = Table(
         "metric",
@@ -121,13 +137,16 @@ def print_comparison(ra, rb, comps, top: int = 5) -> None:
             fmt(p.baseline),
             fmt(p.candidate),
             f"{p.delta:+.4f}",
-            f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]",
+            f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]"
+            + ("" if p.ci_method == "bootstrap" else f" {p.ci_method}"),
             f"{p.test} {fmt(p.p_value, 3)}",
             f"{p.wins}/{p.losses}/{p.ties}",
             verdict,
         )
     console.print(t)
     for c in comps:
+        if c.signature:
+            console.print(f"  {c.metric}: sacreBLEU {c.signature}", highlight=False, markup=False)
         if c.only_in != (0, 0):
             console.print(
                 f"  {c.metric}: {c.only_in[0]} examples only in baseline, "

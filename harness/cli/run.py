@@ -17,7 +17,8 @@ def run_cmd(
         typer.Option(
             "--model",
             "-m",
-            help="Model spec: smollm2, hf:DIR, gguf:FILE, …?adapter=DIR, predictions:FILE.jsonl",
+            help="Model spec: smollm2, hf:DIR, gguf:FILE, llamacpp:FILE.gguf, openai:MODEL@URL, "
+            "…?adapter=DIR, predictions:FILE.jsonl",
         ),
     ] = None,
     suite: Annotated[
@@ -35,6 +36,13 @@ def run_cmd(
         int, typer.Option("--batch-size", "-b", min=1, help="Prompts per model batch.")
     ] = 8,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    keep_errors: Annotated[
+        bool,
+        typer.Option(
+            "--keep-errors",
+            help="With --resume: keep failed examples as errors instead of retrying them.",
+        ),
+    ] = False,
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
     from harness.runner import RunOptions
@@ -49,7 +57,7 @@ def run_cmd(
         model,
         suite,
         db,
-        RunOptions(limit=limit, seed=seed, batch_size=batch_size, resume=resume),
+        RunOptions(limit=limit, seed=seed, batch_size=batch_size, resume=resume, keep_errors=keep_errors),
         progress=progress,
     )
     for o in outcomes:
@@ -73,10 +81,13 @@ def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = 
     spec = parse_model_spec(model)
     resolved = resolve_model(spec)
     backend = open_backend(resolved)
-    bind = getattr(backend, "bind", None)
-    if bind is not None and not options.resume:  # a predictions file must cover every suite
+    from harness.runner.capabilities import check_capabilities
+
+    for s in loaded:  # every suite the model cannot serve is refused before anything is stored
+        check_capabilities(backend, s)
+    if backend.capabilities.replay and not options.resume:  # a predictions file must cover every suite
         for s in loaded:
-            bind(s, s.examples[: options.limit] if options.limit else s.examples)
+            backend.bind(s, s.examples[: options.limit] if options.limit else s.examples)
     outcomes = []
     with Store(db, must_exist=bool(options.resume)) as store, progress_bars(progress) as start:
         for s in loaded:

@@ -95,6 +95,12 @@ def print_candidate(cand) -> None:
         f"(training run {cand.training_run_id}, parent {cand.parent_model_id})"
     )
     console.print(f"  spec     {cand.spec}", highlight=False, soft_wrap=True)
+    if cand.reused:
+        console.print(
+            f"  reused   cached adapter {cand.adapter_path} (same config, data and base): nothing trained",
+            highlight=False,
+            soft_wrap=True,
+        )
     line = f"  steps    {s.get('steps')}/{s.get('max_steps')}  train loss {_f(s.get('train_loss'))}"
     if s.get("best_eval_loss") is not None:
         line += f"  best eval loss {_f(s['best_eval_loss'])} at step {s.get('best_step')}"

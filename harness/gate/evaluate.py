@@ -73,10 +73,23 @@ def run_gate(
             )
         matched = 0
         for s in matched_suites:
-            for c in comps[s]:
-                if fnmatch.fnmatchcase(c.metric, rule.metric):
-                    matched += 1
-                    checks += _apply(rule, s, c)
+            hits = [c for c in comps[s] if fnmatch.fnmatchcase(c.metric, rule.metric)]
+            if hits and (rule.test, rule.ci) != ("auto", "auto"):
+                # A named test for this rule: recompute just the metrics it matches.
+                try:
+                    hits = compare_runs(
+                        store,
+                        base[s].run_id,
+                        cand[s].run_id,
+                        test=rule.test,
+                        ci=rule.ci,
+                        metrics={c.metric for c in hits},
+                    )[2]
+                except UserError as e:
+                    raise doc.error(f"suite '{s}': {e.detail}", ("rules", i, "test")) from None
+            for c in hits:
+                matched += 1
+                checks += _apply(rule, s, c)
         if not matched:
             known = sorted({c.metric for s in matched_suites for c in comps[s]})
             raise doc.error(
@@ -123,7 +136,7 @@ def _apply(rule: Rule, suite: str, c: MetricComparison) -> list[CheckResult]:
             rule.min_delta,
             gain,
             ok,
-            f"improved by {gain:+.4g} (needs >= {rule.min_delta:g}); 95% CI of delta "
+            f"improved by {gain:+.4g} (needs >= {rule.min_delta:g}); 95% {p.ci_method} CI of delta "
             f"[{p.ci_low:.4g}, {p.ci_high:.4g}]",
         )
     if rule.max_drop is not None:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
+
+# Literal copies of harness.stats.TESTS / CI_METHODS, so a typo is a located policy error.
+PairedTest = Literal[
+    "auto",
+    "mcnemar",
+    "mcnemar_midp",
+    "wilcoxon",
+    "wilcoxon_pratt",
+    "t",
+    "permutation",
+    "paired_bs",
+    "paired_ar",
+]
+CiMethod = Literal["auto", "bootstrap", "bca", "t"]
 
 
 class Rule(Strict):
@@ -32,6 +47,10 @@ class Rule(Strict):
     """With max_drop: a drop fails only if the paired test's p-value is below this level."""
     max_error_rate: float | None = Field(None, ge=0, le=1)
     """Largest share of the candidate's examples that may have failed (generation/scoring errors)."""
+    test: PairedTest = "auto"
+    """The paired test behind `significance` (auto: McNemar / Wilcoxon / sacreBLEU paired bootstrap)."""
+    ci: CiMethod = "auto"
+    """The interval behind min_delta's CI (auto: paired bootstrap, or t for test t)."""
 
     @model_validator(mode="after")
     def _has_a_check(self) -> Rule:

@@ -1,4 +1,4 @@
-"""Pick the backend for a resolved model spec (imports torch only for a real model)."""
+"""Open the backend for a resolved model spec (imports torch only for a local model)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ from harness.models.resolve import ResolvedModel
 
 
 def open_backend(resolved: ResolvedModel) -> Any:
-    """The file replayer for `predictions:` specs, else a local Hugging Face model."""
-    if resolved.spec.kind == "predictions":
-        from harness.models.predictions import PredictionsBackend
+    """The registered backend class for the spec's kind, instantiated on `resolved`."""
+    from harness.models.registry import BACKENDS
 
-        return PredictionsBackend(resolved)
-    from harness.models.hf import HFModel
-
-    return HFModel(resolved)
+    return BACKENDS.for_kind(resolved.spec.kind).load("open")(resolved)

@@ -10,37 +10,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from harness.config import GenerationParams
 from harness.errors import UserError
+from harness.models.base import (
+    Capabilities,
+    Generated,
+    LogLikelihood,
+    RollingLL,
+    cut_at_stop,
+    prepare_local,
+    render_messages_plain,
+)
 from harness.models.resolve import ResolvedModel
+from harness.models.windows import rolling_windows
+from harness.suite import Request
+
+__all__ = ["Generated", "HFModel", "RollingLL", "rolling_windows"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Generated:
-    text: str | None
-    prompt_tokens: int | None
-    output_tokens: int | None
-    latency_s: float
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class RollingLL:
-    """Summed negative log-likelihood (nats) of every token of a text."""
-
-    nll: float | None
-    n_tokens: int
-    latency_s: float
-    error: str | None = None
-
-
 class HFModel:
     """A causal LM loaded with transformers (+ peft adapter). Weights load on first use."""
+
+    capabilities = Capabilities(
+        requests=frozenset({"generate", "loglikelihood", "rolling_loglikelihood"}),
+        tokenizer=True,
+        local_weights=True,
+    )
 
     def __init__(self, resolved: ResolvedModel) -> None:
         from transformers import AutoTokenizer
@@ -65,32 +64,73 @@ class HFModel:
         from transformers import AutoModelForCausalLM
 
         opts = self.resolved.options
-        kwargs: dict[str, Any] = {"dtype": getattr(torch, opts.get("dtype", "float32"))}
+        dtype = getattr(torch, opts.get("dtype", "float32"))
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        placed = False  # 4-bit and device_map load straight onto their devices
         if opts.get("load_in_4bit"):
-            kwargs["quantization_config"] = _nf4_config(torch)
+            kwargs["quantization_config"] = _nf4_config(torch, dtype)
+            if self.device != "cpu":
+                kwargs["device_map"] = {"": self.device}
+            placed = True
+        elif opts.get("device_map"):
+            kwargs["device_map"] = opts["device_map"]
+            placed = True
         model = AutoModelForCausalLM.from_pretrained(self.resolved.weights, **kwargs)
         if self.resolved.adapter is not None:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(self.resolved.adapter))
+        if not placed and self.device != "cpu":
+            model = model.to(self.device)
         model.eval()
         return model
+
+    @property
+    def device(self) -> str:
+        return self.resolved.device
+
+    def _input_device(self) -> Any:
+        """Where inputs go: the model's first parameter's device (device_map spreads layers)."""
+        if self._model is None or self.device == "cpu":
+            return self.device
+        return next(self._model.parameters()).device
+
+    def preflight(self, needed: set[str], what: str) -> None:
+        """Nothing to verify: the capabilities are static."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "hf",
+            "device": self.device,
+            "dtype": self.resolved.options.get("dtype", "float32"),
+            "load_in_4bit": bool(self.resolved.options.get("load_in_4bit")),
+            "device_map": self.resolved.options.get("device_map"),
+        }
 
     # -- prompts --------------------------------------------------------------------------
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """The model's own chat template, ready for the assistant's turn."""
         if not self.tokenizer.chat_template:
-            return "\n".join(m["content"] for m in messages) + "\n"
+            return render_messages_plain(messages)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def prepare(self, request: Request) -> Request:
+        return prepare_local(request, self.render_chat)
 
     # -- generation -----------------------------------------------------------------------
     def generate(
-        self, prompts: Sequence[str], params: GenerationParams, batch_size: int
+        self,
+        requests: Sequence[Request | str],
+        params: GenerationParams,
+        batch_size: int,
+        seed: int | None = None,
     ) -> Iterator[list[tuple[int, Generated]]]:
-        """Greedy (or sampled) continuations of already-rendered prompts, a batch at a time."""
+        """Greedy (or sampled) continuations of prepared requests (or prompt strings), a batch
+        at a time. Sampling draws from torch's generator, which the runner seeds per run."""
         import torch
 
         tok = self.tokenizer
+        prompts = [r if isinstance(r, str) else self.prepare(r).prompt or "" for r in requests]
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         for start in range(0, len(order), batch_size):
@@ -104,7 +144,7 @@ class HFModel:
                 continue
             dt = (time.perf_counter() - t0) / len(batch)
             yield [
-                (i, Generated(_cut_at_stop(text, params.stop), len(ids[i]), n, dt))
+                (i, Generated(cut_at_stop(text, params.stop), len(ids[i]), n, dt))
                 for i, (text, n) in zip(batch, outs)
             ]
 
@@ -113,8 +153,9 @@ class HFModel:
         width = max(len(x) for x in batch_ids)
         pad = tok.pad_token_id
         # Left padding: every row's last prompt token sits at the same position.
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids])
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids])
+        dev = self._input_device()
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids], device=dev)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids], device=dev)
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
             "pad_token_id": pad,
@@ -136,6 +177,46 @@ class HFModel:
         return results
 
     # -- log-likelihood -------------------------------------------------------------------
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], batch_size: int
+    ) -> Iterator[list[tuple[int, LogLikelihood]]]:
+        """log P(continuation | context) and is-greedy, as lm-eval's HFLM computes them: the
+        whole string is encoded, the context's tokens are those of the context alone (a
+        trailing space moves to the continuation), and the last `max_length` tokens are kept."""
+        import torch
+
+        tok = self.tokenizer
+        limit = getattr(self.model.config, "max_position_embeddings", 2048)
+        pairs = []
+        for ctx, cont in requests:
+            n_space = len(ctx) - len(ctx.rstrip())
+            if n_space:
+                ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
+            whole = tok(ctx + cont, add_special_tokens=False)["input_ids"]
+            n_ctx = len(tok(ctx, add_special_tokens=False)["input_ids"])
+            ctx_ids, cont_ids = whole[:n_ctx], whole[n_ctx:]
+            if not ctx_ids:  # lm-eval: an empty context is predicted from the EOS/BOS token
+                ctx_ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+            pairs.append(((ctx_ids + cont_ids)[-(limit + 1) :][:-1], cont_ids))
+        order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            t0 = time.perf_counter()
+            batch = [(i, inp, tgt) for i in idx for inp, tgt in [pairs[i]]]
+            logits = self._window_logits(batch, torch)
+            dt = (time.perf_counter() - t0) / len(batch)
+            out = []
+            for row, (i, inp, tgt) in enumerate(batch):
+                n = len(inp)
+                if not tgt:
+                    out.append((i, LogLikelihood(0.0, True, 0, dt)))
+                    continue
+                lp = torch.log_softmax(logits[row, n - len(tgt) : n], dim=-1)
+                picked = lp.gather(1, torch.tensor(tgt).unsqueeze(1)).squeeze(1)
+                greedy = bool((lp.argmax(-1) == torch.tensor(tgt)).all())
+                out.append((i, LogLikelihood(float(picked.double().sum()), greedy, len(tgt), dt)))
+            yield out
+
     def rolling_loglikelihood(
         self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
     ) -> Iterator[list[tuple[int, RollingLL]]]:
@@ -183,13 +264,7 @@ class HFModel:
                 yield finished
 
     def _window_nll(self, batch: list[tuple[int, list[int], list[int]]], torch: Any) -> list[float]:
-        width = max(len(inp) for _, inp, _ in batch)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([inp + [pad] * (width - len(inp)) for _, inp, _ in batch])
-        mask = torch.tensor([[1] * len(inp) + [0] * (width - len(inp)) for _, inp, _ in batch])
-        self.calls["forward"] += 1
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+        logits = self._window_logits(batch, torch)
         out = []
         for row, (_, inp, tgt) in enumerate(batch):
             n = len(inp)
@@ -198,30 +273,20 @@ class HFModel:
             out.append(-float(picked.double().sum()))
         return out
 
-
-def rolling_windows(
-    tokens: list[int], prefix: int, max_len: int, context_len: int
-) -> Iterator[tuple[list[int], list[int]]]:
-    """(input ids, target ids) pairs; the targets score the last len(targets) input positions."""
-    if not tokens:
-        return
-    pred_len = max_len - context_len + 1
-    first = min(max_len, len(tokens))
-    yield [prefix] + tokens[: first - 1], tokens[:first]
-    predicted = first
-    while predicted < len(tokens):
-        n = min(len(tokens) - predicted, pred_len)
-        end = predicted + n
-        yield tokens[max(0, end - max_len - 1) : end - 1], tokens[end - n : end]
-        predicted += n
+    def _window_logits(self, batch: list[tuple[int, list[int], list[int]]], torch: Any) -> Any:
+        """Right-padded forward pass; float32 logits on the CPU."""
+        width = max(len(inp) for _, inp, _ in batch)
+        pad = self.tokenizer.pad_token_id
+        model = self.model
+        dev = self._input_device()
+        input_ids = torch.tensor([inp + [pad] * (width - len(inp)) for _, inp, _ in batch], device=dev)
+        mask = torch.tensor([[1] * len(inp) + [0] * (width - len(inp)) for _, inp, _ in batch], device=dev)
+        self.calls["forward"] += 1
+        with torch.inference_mode():
+            return model(input_ids=input_ids, attention_mask=mask).logits.float().cpu()
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-    return text[:cut] if cut >= 0 else text
-
-
-def _nf4_config(torch: Any) -> Any:
+def _nf4_config(torch: Any, compute_dtype: Any) -> Any:
     try:
         import bitsandbytes  # noqa: F401
         from transformers import BitsAndBytesConfig
@@ -231,5 +296,5 @@ def _nf4_config(torch: Any) -> Any:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.float32,
+        bnb_4bit_compute_dtype=compute_dtype,
     )

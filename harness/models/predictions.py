@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.models.hf import Generated
+from harness.models.base import Capabilities, Generated, prepare_local
 from harness.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Prediction:
 
 def read_predictions(path: Path) -> list[Prediction]:
     """Parse the file; a bad line is a located user error."""
-    from suites.base import read_jsonl
+    from harness.suite import read_jsonl
 
     preds = []
     for n, rec in read_jsonl(path):
@@ -125,10 +125,20 @@ def match_predictions(
 
 
 class PredictionsBackend:
-    """Stands in for a model: `replay` hands back the file's outputs by example id."""
+    """Stands in for a model: `replay` hands back the file's outputs by example id.
 
-    keys_by_example = True
-    """Cache keys include the example id: two examples with the same prompt may differ here."""
+    Cache keys include the example id (capability `replay`): two examples with the same prompt
+    may differ here."""
+
+    capabilities = Capabilities(
+        requests=frozenset({"generate"}),
+        replay=True,
+        why_not={
+            "loglikelihood": "a predictions file holds generated text, no log-probabilities",
+            "rolling_loglikelihood": "a predictions file has no log-likelihoods (perplexity needs a model)",
+            "local_weights": "a predictions file has no weights",
+        },
+    )
 
     def __init__(self, resolved: ResolvedModel) -> None:
         self.resolved = resolved
@@ -140,6 +150,18 @@ class PredictionsBackend:
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """No chat template: the stored prompt is the suite's own text."""
         return "\n".join(m["content"] for m in messages)
+
+    def prepare(self, request: Any) -> Any:
+        return prepare_local(request, self.render_chat)
+
+    def preflight(self, needed: set[str], what: str) -> None:
+        """Nothing to verify: the capabilities are static."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "predictions", "file": str(self.path)}
+
+    def loglikelihood(self, *args: Any, **kwargs: Any) -> Any:
+        raise UserError("a predictions file has no log-probabilities")
 
     def bind(self, suite: Any, examples: Sequence[Any]) -> None:
         """Match the file to `examples` of `suite`; every mismatch is a UserError."""

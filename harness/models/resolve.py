@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from harness.errors import UserError
 from harness.models.fingerprint import fingerprint, predictions_fingerprint
 from harness.models.gguf import converted_folder, smollm2_gguf
 from harness.models.spec import ModelSpec, parse_model_spec
+from harness.models.weights_check import require_safetensors
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,18 @@ class ResolvedModel:
     """Everything needed to load a model and to identify its outputs in the store."""
 
     spec: ModelSpec
-    weights: Path
+    weights: Path | None
+    """Local weights (an HF folder or GGUF file); None for an endpoint."""
     adapter: Path | None
     options: dict[str, Any]
+    """Effective options that change the numbers (device/dtype as resolved, 4-bit, n_ctx…)."""
     fingerprint: str
     base_fingerprint: str | None
     """Fingerprint of the base without the adapter (lineage)."""
+    device: str = "cpu"
+    """Where a local model is loaded (cpu, cuda, cuda:N, mps)."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What identifies the model beyond files (an endpoint's /v1/models entry, revision)."""
 
     @property
     def model_id(self) -> str:
@@ -39,11 +46,24 @@ def model_id_for(fp: str) -> str:
 
 
 def resolve_model(raw: str | ModelSpec) -> ResolvedModel:
-    """Resolve a spec; converts GGUF files once (cached) so every load is a fast HF load."""
+    """Resolve a spec through its backend's `resolve` (no weights are loaded)."""
+    from harness.models.registry import BACKENDS
+
     spec = parse_model_spec(raw) if isinstance(raw, str) else raw
-    if spec.kind == "predictions":  # no weights: the file's content is the model's identity
-        fp = predictions_fingerprint(Path(spec.path), spec.options)
-        return ResolvedModel(spec, Path(spec.path), None, dict(spec.options), fp, None)
+    return BACKENDS.for_kind(spec.kind).load("resolve")(spec)
+
+
+def resolve_predictions(spec: ModelSpec) -> ResolvedModel:
+    # no weights: the file's content is the model's identity
+    fp = predictions_fingerprint(Path(spec.path), spec.options)
+    return ResolvedModel(spec, Path(spec.path), None, dict(spec.options), fp, None)
+
+
+def resolve_local(spec: ModelSpec) -> ResolvedModel:
+    """HF folder / GGUF / alias: converts GGUF files once (cached) so every load is a fast HF load;
+    device and dtype 'auto' are resolved against this machine and fingerprinted."""
+    from harness.models.device import choose_placement
+
     if spec.kind == "alias":
         weights = converted_folder(smollm2_gguf())
     elif spec.kind == "gguf":
@@ -53,9 +73,15 @@ def resolve_model(raw: str | ModelSpec) -> ResolvedModel:
     adapter = Path(spec.adapter) if spec.adapter else None
     if adapter is not None:
         _check_adapter(adapter)
-    fp = fingerprint(weights, adapter, spec.options)
-    base_fp = fingerprint(weights, None, spec.options) if adapter else None
-    return ResolvedModel(spec, weights, adapter, dict(spec.options), fp, base_fp)
+    require_safetensors(weights, adapter)  # a pickled-only .bin is refused before any run exists
+    opts = spec.options
+    placement = choose_placement(opts.get("device", "auto"), opts.get("dtype", "auto"), opts.get("device_map"))
+    options = placement.fingerprint_options()
+    if opts.get("load_in_4bit"):
+        options["load_in_4bit"] = True
+    fp = fingerprint(weights, adapter, options)
+    base_fp = fingerprint(weights, None, options) if adapter else None
+    return ResolvedModel(spec, weights, adapter, options, fp, base_fp, device=placement.device)
 
 
 def _check_adapter(adapter: Path) -> None:

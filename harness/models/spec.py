@@ -4,12 +4,17 @@ smollm2                         bundled SmolLM2-135M-Instruct (converted once, c
 hf:PATH  | PATH (a folder)      a local Hugging Face model folder
 gguf:FILE | FILE.gguf           a GGUF file (converted once to a cached HF folder)
 ...?adapter=DIR                 a PEFT adapter on top of that base
-...?dtype=bfloat16&load_in_4bit=1   load options (part of the fingerprint)
+...?dtype=auto&device=auto&load_in_4bit=1   load options (what they resolve to is fingerprinted)
+llamacpp:FILE.gguf[?n_ctx=N&chat_template=…]   the GGUF itself, in-process through llama.cpp
+openai:MODEL@BASE_URL[?chat=1&api_key_env=…]   any OpenAI-compatible server or API
 predictions:FILE.jsonl[?match=order]  outputs made elsewhere, replayed by example id (or order)
+
+Which module handles a scheme is the backend registry's business (harness.models.registry).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ from harness.errors import UserError
 
 ALIASES = {"smollm2"}
 DTYPES = {"float32", "bfloat16", "float16"}
-_OPTIONS = {"adapter", "dtype", "load_in_4bit"}
+_OPTIONS = {"adapter", "dtype", "load_in_4bit", "device", "device_map"}
 _PREDICTION_OPTIONS = {"match"}
 MATCH_MODES = ("id", "order")
 
@@ -30,46 +35,75 @@ class ModelSpec:
 
     raw: str
     kind: str
-    """alias | hf | gguf | predictions"""
+    """alias | hf | gguf | predictions | llamacpp | openai"""
     path: str
-    """alias name, HF folder, GGUF file or predictions file."""
+    """alias name, HF folder, GGUF file, predictions file, or an endpoint's base URL."""
     adapter: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    """Load options that change the numbers: dtype, load_in_4bit (predictions: match)."""
+    """Options as written (resolution turns device/dtype 'auto' into what is used)."""
+
+
+ENDPOINT_SCHEMES = ("openai:",)
+ENDPOINT_NOTE = "endpoint: weights unverified"
+
+
+def is_endpoint_spec(spec: str) -> bool:
+    """A model served by an endpoint, which cannot prove which weights it serves."""
+    return spec.strip().startswith(ENDPOINT_SCHEMES)
+
+
+def label_spec(spec: str) -> str:
+    """The spec as tables show it: endpoint models are marked as such."""
+    return f"{spec} [{ENDPOINT_NOTE}]" if is_endpoint_spec(spec) else spec
 
 
 def parse_model_spec(raw: str) -> ModelSpec:
-    """Parse and check a spec; paths that do not exist are user errors (exit 2)."""
+    """Parse and check a spec through the backend registry; bad specs are user errors (exit 2)."""
+    from harness.models.registry import BACKENDS
+
     text = raw.strip()
     if not text:
         raise UserError("empty model spec", field="model")
     base, _, query = text.partition("?")
     params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
-    if base.startswith("predictions:"):
-        return _predictions_spec(raw, base.removeprefix("predictions:"), params)
-    unknown = set(params) - _OPTIONS
+    scheme, body = _scheme(base)
+    if scheme is None:
+        # no scheme: the alias, a .gguf file or a Hugging Face folder
+        scheme = "gguf" if base.endswith(".gguf") else "hf"
+        body = base
+    entry = BACKENDS.get(scheme)
+    return entry.load("parse")(raw, body, params)
+
+
+def _scheme(base: str) -> tuple[str | None, str]:
+    if base in ALIASES:
+        return "hf", base
+    m = re.match(r"^([A-Za-z][A-Za-z0-9_+-]*):(.*)$", base)
+    if m is None or Path(base).exists():
+        return None, base
+    return m.group(1).lower(), m.group(2)
+
+
+def check_options(raw: str, params: dict[str, str], known: set[str], what: str = "") -> None:
+    """Unknown options are errors that list the known ones."""
+    unknown = set(params) - known
     if unknown:
         raise UserError(
-            f"model spec '{raw}': unknown option '{sorted(unknown)[0]}' "
-            f"(known: {', '.join(sorted(_OPTIONS))})",
+            f"model spec '{raw}': unknown option '{sorted(unknown)[0]}'{what} "
+            f"(known: {', '.join(sorted(known))})",
             field="model",
         )
-    if base in ALIASES:
-        kind, path = "alias", base
-    elif base.startswith("hf:"):
-        kind, path = "hf", base[3:]
-    elif base.startswith("gguf:"):
-        kind, path = "gguf", base[5:]
-    elif base.endswith(".gguf"):
-        kind, path = "gguf", base
-    elif ":" in base.split("/")[0] and not Path(base).exists():
-        raise UserError(
-            f"model spec '{raw}': unknown scheme '{base.split(':')[0]}:' "
-            "(use hf:, gguf:, predictions: or smollm2)",
-            field="model",
-        )
+
+
+def parse_local(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
+    """hf:DIR, a folder, gguf:FILE, FILE.gguf or the smollm2 alias, with load options."""
+    check_options(raw, params, _OPTIONS)
+    if body in ALIASES:
+        kind, path = "alias", body
+    elif body.endswith(".gguf") or raw.strip().startswith("gguf:"):
+        kind, path = "gguf", body
     else:
-        kind, path = "hf", base
+        kind, path = "hf", body
     if kind != "alias":
         p = Path(path).expanduser()
         if not p.exists():
@@ -81,10 +115,21 @@ def parse_model_spec(raw: str) -> ModelSpec:
         path = str(p.resolve())
     options: dict[str, Any] = {}
     if "dtype" in params:
-        if params["dtype"] not in DTYPES:
-            raise UserError(f"model spec '{raw}': dtype must be one of {sorted(DTYPES)}", field="dtype")
-        if params["dtype"] != "float32":
-            options["dtype"] = params["dtype"]
+        if params["dtype"] not in DTYPES | {"auto"}:
+            raise UserError(
+                f"model spec '{raw}': dtype must be one of {sorted(DTYPES | {'auto'})}", field="dtype"
+            )
+        options["dtype"] = params["dtype"]
+    if "device" in params:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", params["device"]):
+            raise UserError(
+                f"model spec '{raw}': device must be auto, cpu, cuda, cuda:N or mps", field="device"
+            )
+        options["device"] = params["device"]
+    if "device_map" in params:
+        if params["device_map"] != "auto":
+            raise UserError(f"model spec '{raw}': device_map must be auto", field="device_map")
+        options["device_map"] = "auto"
     if params.get("load_in_4bit", "0") not in ("0", "1", "true", "false"):
         raise UserError(f"model spec '{raw}': load_in_4bit must be 0 or 1", field="load_in_4bit")
     if params.get("load_in_4bit") in ("1", "true"):
@@ -96,6 +141,10 @@ def parse_model_spec(raw: str) -> ModelSpec:
             raise UserError(f"adapter folder {a} has no adapter_config.json", field="adapter")
         adapter = str(a.resolve())
     return ModelSpec(raw=raw, kind=kind, path=path, adapter=adapter, options=options)
+
+
+def parse_predictions(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
+    return _predictions_spec(raw, body, params)
 
 
 def _predictions_spec(raw: str, path: str, params: dict[str, str]) -> ModelSpec:

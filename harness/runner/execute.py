@@ -9,7 +9,7 @@ from typing import Any
 from harness.config import GenerationParams
 from harness.runner.plan import Item
 from harness.store import GenerationRow, ScoreRow, Store
-from suites.base import SuiteKind
+from harness.suite import SuiteKind
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,12 @@ def execute(
     backend: Any,
     batch_size: int,
     progress: Progress,
+    *,
+    replace: bool = False,
+    seed: int | None = None,
 ) -> None:
-    """Serve cache hits, generate the misses batch by batch, score, persist per batch."""
+    """Serve cache hits, generate the misses batch by batch, score, persist per batch.
+    `replace`: some items were stored before as errors (a resume retrying them)."""
     cached = store.cached_generations(i.cache_key for i in items)
     hits = [i for i in items if i.cache_key in cached]
     for start in range(0, len(hits), 256):
@@ -38,6 +42,7 @@ def execute(
             {i.cache_key: cached[i.cache_key] for i in chunk},
             new=[],
             cached=True,
+            replace=replace,
         )
         progress(len(chunk))
 
@@ -49,40 +54,77 @@ def execute(
     unique = [group[0] for group in by_key.values()]
     for rtype in dict.fromkeys(i.request.type for i in unique):
         todo = [i for i in unique if i.request.type == rtype]
-        for batch in run_backend(backend, rtype, todo, batch_size):
+        for batch in run_backend(backend, rtype, todo, batch_size, seed):
             rows = {g.cache_key: g for g in batch}
             finished = [it for g in batch for it in by_key[g.cache_key]]
-            _persist(store, run_id, suite, finished, rows, new=batch, cached=False)
+            _persist(store, run_id, suite, finished, rows, new=batch, cached=False, replace=replace)
             progress(len(finished))
 
 
+def generations(
+    store: Store, backend: Any, suite: SuiteKind, examples: list[Any], options: Any
+) -> dict[str, tuple[str, GenerationRow, bool]]:
+    """example id → (cache key, generation row, was it a cache hit), for a kind that needs the
+    outputs before it scores them (judges): cache first, misses generated in batches and stored
+    in the cache as they land (the kind writes run_examples and scores itself)."""
+    from harness.runner.plan import plan_items
+
+    items = plan_items(
+        suite,
+        examples,
+        set(),
+        backend.resolved.fingerprint,
+        backend.prepare,
+        options.seed,
+        keys_by_example=backend.capabilities.replay,
+    )
+    rows = store.cached_generations(i.cache_key for i in items)
+    hits = set(rows)
+    misses = list({i.cache_key: i for i in items if i.cache_key not in rows}.values())
+    for batch in run_backend(backend, "generate", misses, options.batch_size, options.seed):
+        store.write_batch("", batch, [], [])
+        rows.update((g.cache_key, g) for g in batch)
+    return {i.example.id: (i.cache_key, rows[i.cache_key], i.cache_key in hits) for i in items}
+
+
 def run_backend(
-    backend: Any, rtype: str, todo: list[Item], batch_size: int
+    backend: Any, rtype: str, todo: list[Item], batch_size: int, seed: int | None = None
 ) -> Iterator[list[GenerationRow]]:
     """Model calls for `todo` (cache misses), yielded batch by batch as generation rows."""
     model_id = backend.resolved.model_id
+
+    def row(it: Item, output: str | None, result: Any, n_in: Any, n_out: Any, dt: float, err: Any) -> GenerationRow:
+        return GenerationRow(
+            it.cache_key,
+            model_id,
+            rtype,
+            it.request.sent_text(),
+            it.request.params,
+            output,
+            result,
+            n_in,
+            n_out,
+            dt,
+            err,
+        )
+
     if rtype == "generate":
         groups: dict[str, list[Item]] = {}
         for it in todo:  # suites share params today; group anyway so mixed params stay correct
             groups.setdefault(repr(sorted(it.request.params.items())), []).append(it)
         for group in groups.values():
             params = GenerationParams(**group[0].request.params)
-            replay = getattr(backend, "replay", None)  # outputs made elsewhere, by example id
             batches = (
-                replay([i.example.id for i in group])
-                if replay is not None
-                else backend.generate([i.request.prompt for i in group], params, batch_size)
+                backend.replay([i.example.id for i in group])  # outputs made elsewhere, by example id
+                if backend.capabilities.replay
+                else backend.generate([i.request for i in group], params, batch_size, seed=seed)
             )
             for batch in batches:
                 yield [
-                    GenerationRow(
-                        group[k].cache_key,
-                        model_id,
-                        rtype,
-                        group[k].request.prompt,
-                        group[k].request.params,
+                    row(
+                        group[k],
                         g.text,
-                        None,
+                        g.usage,
                         g.prompt_tokens,
                         g.output_tokens,
                         g.latency_s,
@@ -90,20 +132,31 @@ def run_backend(
                     )
                     for k, g in batch
                 ]
+    elif rtype == "loglikelihood":
+        pairs = [(it.request.prompt or "", it.request.continuation or "") for it in todo]
+        for batch in backend.loglikelihood(pairs, batch_size):
+            yield [
+                row(
+                    todo[k],
+                    None,
+                    None if r.error else {"logprob": r.logprob, "is_greedy": r.is_greedy, "n_tokens": r.n_tokens},
+                    None,
+                    r.n_tokens,
+                    r.latency_s,
+                    r.error,
+                )
+                for k, r in batch
+            ]
     elif rtype == "rolling_loglikelihood":
-        groups = {}
+        rgroups: dict[tuple[int, int], list[Item]] = {}
         for it in todo:
-            groups.setdefault((it.request.params["max_length"], it.request.params["stride"]), []).append(it)
-        for (max_length, stride), group in groups.items():
-            texts = [i.request.prompt for i in group]
+            rgroups.setdefault((it.request.params["max_length"], it.request.params["stride"]), []).append(it)
+        for (max_length, stride), group in rgroups.items():
+            texts = [i.request.prompt or "" for i in group]
             for batch in backend.rolling_loglikelihood(texts, max_length, stride, batch_size):
                 yield [
-                    GenerationRow(
-                        group[k].cache_key,
-                        model_id,
-                        rtype,
-                        group[k].request.prompt,
-                        group[k].request.params,
+                    row(
+                        group[k],
                         None,
                         None if r.error else {"nll": r.nll, "n_tokens": r.n_tokens},
                         r.n_tokens,
@@ -126,6 +179,7 @@ def _persist(
     *,
     new: list[GenerationRow],
     cached: bool,
+    replace: bool = False,
 ) -> None:
     scores: list[ScoreRow] = []
     done = []
@@ -136,4 +190,4 @@ def _persist(
         else:
             scores += suite.score(it.example, g)
         done.append((it.example.id, it.cache_key, cached, g.error))
-    store.write_batch(run_id, new, done, scores)
+    store.write_batch(run_id, new, done, scores, replace=replace)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from suites.base import Example, Request, SuiteKind
+from harness.suite import Example, Request, SuiteKind
 
 
 @dataclass(frozen=True)
@@ -20,13 +20,18 @@ class Item:
 
 
 def cache_key(fingerprint: str, request: Request, seed: int | None, example_id: str | None = None) -> str:
-    """hash(model fingerprint, rendered prompt, generation params); the seed only matters
-    when sampling, so greedy outputs are shared across seeds. `example_id` is part of the key
-    only for backends whose output depends on the example, not the prompt (predictions files)."""
+    """hash(model fingerprint, what is sent — rendered prompt or chat messages —, params); the
+    seed only matters when sampling, so greedy outputs are shared across seeds. `example_id` is
+    part of the key only for backends whose output depends on the example, not the prompt
+    (predictions files). Keys of rendered-prompt requests are unchanged from earlier versions."""
     params = dict(request.params)
     if params.get("temperature", 0) > 0:
         params["seed"] = seed
-    key = {"fp": fingerprint, "type": request.type, "prompt": request.prompt, "params": params}
+    key: dict = {"fp": fingerprint, "type": request.type, "prompt": request.prompt, "params": params}
+    if request.messages is not None:
+        key["messages"] = list(request.messages)
+    if request.continuation is not None:
+        key["continuation"] = request.continuation
     if example_id is not None:
         key["example"] = example_id
     blob = json.dumps(key, sort_keys=True, ensure_ascii=False)
@@ -38,14 +43,15 @@ def plan_items(
     examples: list[Example],
     done: set[str],
     fingerprint: str,
-    render_chat: Any,
+    prepare: Any,
     seed: int | None,
     keys_by_example: bool = False,
 ) -> list[Item]:
+    """Items for the examples not in `done`; `prepare` is the backend's (what it will send)."""
     items = []
     for ex in examples:
         if ex.id in done:
             continue
-        req = suite.request(ex, render_chat)
+        req = prepare(suite.request(ex))
         items.append(Item(ex, req, cache_key(fingerprint, req, seed, ex.id if keys_by_example else None)))
     return items

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from harness import signals
 from harness.errors import UserError
+from harness.runner.capabilities import check_capabilities
 from harness.runner.execute import execute
 from harness.runner.plan import plan_items
 from harness.store import Store
-from suites import SuiteKind, content_hash, suite_id
+from harness.suite import SuiteKind, content_hash, suite_id
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,9 @@ class RunOptions:
     seed: int = 1234
     batch_size: int = 8
     resume: str | None = None
-    """Run id to continue: only examples without a stored result are done."""
+    """Run id to continue: examples without a stored result, and those that failed, are done."""
+    keep_errors: bool = False
+    """With `resume`: keep failed examples as they are instead of retrying them."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ def run_suite(
     the finished batches, and `RunOptions(resume=run_id)` continues from them.
     """
     resolved = backend.resolved
+    check_capabilities(backend, suite)  # before anything is stored
     sid = suite_id(suite)
     examples = suite.examples[: options.limit] if options.limit else suite.examples
     if options.resume:
@@ -69,13 +74,19 @@ def run_suite(
             raise UserError(
                 f"run {run.run_id} is of model {run.model_id} ({run.model_spec}), not {resolved.model_id}"
             )
-        if run.status == "completed":
-            raise UserError(f"run {run.run_id} is already completed")
+        n_failed = len(store.done_example_ids(run.run_id)) - len(
+            store.done_example_ids(run.run_id, include_errors=False)
+        )
+        if run.status == "completed" and (options.keep_errors or not n_failed):
+            raise UserError(
+                f"run {run.run_id} is already completed"
+                + (f" ({n_failed} failed examples kept by --keep-errors)" if n_failed else "")
+            )
         run_id = run.run_id
         limit = run.config.get("limit")  # the original run's limit, not today's flags
         examples = suite.examples[:limit] if limit else suite.examples
         _bind(backend, suite, examples)
-        done = store.done_example_ids(run_id)
+        done = store.done_example_ids(run_id, include_errors=options.keep_errors)
         store.reopen_run(run_id)
     else:
         _bind(backend, suite, examples)
@@ -92,6 +103,8 @@ def run_suite(
                 "model_spec": resolved.spec.raw,
                 "suite_path": str(suite.path),
                 "suite": suite.config.model_dump(mode="json"),
+                "backend": backend.describe(),
+                "endpoint": backend.capabilities.endpoint,
             },
             seed=options.seed,
             versions=versions(),
@@ -111,9 +124,9 @@ def run_suite(
             examples,
             done,
             resolved.fingerprint,
-            backend.render_chat,
+            backend.prepare,
             options.seed,
-            keys_by_example=getattr(backend, "keys_by_example", False),
+            keys_by_example=backend.capabilities.replay,
         )
     )
     n_todo = sum(e.id not in done for e in examples) if own_loop else len(items)
@@ -123,9 +136,20 @@ def run_suite(
         if own_loop:
             own_loop(store, run_id, backend, options, progress)
         else:
-            execute(store, run_id, suite, items, backend, options.batch_size, progress)
-    except KeyboardInterrupt:
-        store.mark_run(run_id, "interrupted", "interrupted by user")
+            execute(
+                store,
+                run_id,
+                suite,
+                items,
+                backend,
+                options.batch_size,
+                progress,
+                replace=bool(options.resume and not options.keep_errors),
+                seed=options.seed,
+            )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (harness.signals): the batch in flight is discarded
+        store.mark_run(run_id, "interrupted", signals.reason())
+        signals.note_interrupted("run", run_id, str(store.path))
         raise
     except Exception as e:
         store.mark_run(run_id, "failed", f"{type(e).__name__}: {e}")
@@ -149,9 +173,8 @@ def run_suite(
 def _bind(backend: Any, suite: SuiteKind, examples: list) -> None:
     """Let a backend that serves fixed outputs (a predictions file) check it covers `examples`
     before anything is stored."""
-    bind = getattr(backend, "bind", None)
-    if bind is not None:
-        bind(suite, examples)
+    if backend.capabilities.replay:
+        backend.bind(suite, examples)
 
 
 def _register(store: Store, resolved: Any, suite: SuiteKind, sid: str) -> None:

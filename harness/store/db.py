@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +14,10 @@ from typing import Any
 
 import duckdb
 
-from harness.errors import UserError
+from harness import signals
+from harness.errors import StoreLocked, UserError
+from harness.secrets import scrub
+from harness.store.liveness import shown_status, this_host, utc_now
 from harness.store.migrations import MIGRATIONS
 
 
@@ -31,6 +37,16 @@ class RunRecord:
     suite_name: str
     suite_kind: str
     model_spec: str
+    host: str | None = None
+    pid: int | None = None
+    """The process that owns a running run (m004)."""
+    heartbeat_at: Any = None
+    """When the owner last stored a batch (naive UTC)."""
+
+    @property
+    def shown_status(self) -> str:
+        """The status as users see it: `dead (resume with …)` for a running run whose process is gone."""
+        return shown_status(self.status, self.host, self.pid, self.heartbeat_at, self.run_id)
 
 
 @dataclass(frozen=True)
@@ -58,22 +74,109 @@ class GenerationRow:
     error: str | None = None
 
 
+# Corpus metrics keep sacreBLEU segment statistics as a JSON int array in scores.detail.
+_STATS_SQL = (
+    ", CAST(json_extract({t}.detail, '$.stats') AS BIGINT[]) AS stats{suffix},"
+    " CAST(json_extract({t}.detail, '$.nrefs') AS INTEGER) AS nrefs{suffix}"
+)
+
+
 def _j(v: Any) -> str | None:
-    return None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True)
+    # Scrubbing the JSON text catches a secret in any string, key or value, raw or escaped.
+    return None if v is None else scrub(json.dumps(v, ensure_ascii=False, sort_keys=True))
+
+
+def like_prefix(ref: str) -> str:
+    """A LIKE pattern matching ids that start with `ref` taken literally (`_`, `%` are not wildcards)."""
+    return ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+_HEADERS = 3 * 4096  # DuckDB's file header and its two database headers precede the blocks
+
+
+def _is_lock(e: Exception) -> bool:
+    return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
 
 
 class Store:
     """Typed access to the tunegate DuckDB file. Every open migrates first."""
 
-    def __init__(self, path: str | Path, *, must_exist: bool = False) -> None:
+    default_wait: float = 0.0
+    """Seconds to retry a store locked by another process (the CLI's --wait)."""
+
+    def __init__(self, path: str | Path, *, must_exist: bool = False, wait: float | None = None) -> None:
         self.path = Path(path)
         if must_exist and not self.path.exists():
             raise UserError(f"no tunegate store at {self.path} (run `tunegate run` first or pass --db)")
+        self.read_only_reason: str | None = None
+        """Set when the store is newer than this tunegate: it is open read-only."""
+        self._check_intact()
+        self.db = self._connect(Store.default_wait if wait is None else wait)
         try:
-            self.db = duckdb.connect(str(self.path))
+            self._migrate()
         except duckdb.Error as e:
-            raise UserError(f"cannot open store {self.path}: {e}") from None
-        self._migrate()
+            self.db.close()
+            raise self._open_error(e, 0) from None
+
+    def _check_intact(self) -> None:
+        """Refuse a truncated file before a read-write open, which would write into it.
+
+        The header's block count says how long the file must be; a shorter file lost data (a
+        copy cut short, a full disk). Read-only, metadata only: milliseconds for any size.
+        """
+        wal = self.path.with_name(self.path.name + ".wal")
+        if not self.path.is_file() or self.path.stat().st_size == 0 or wal.exists():
+            return  # new, or with a log to replay first: DuckDB itself checks those
+        try:
+            con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error as e:
+            if _is_lock(e):
+                return  # a writer holds it: the read-write open reports the lock (and waits)
+            raise self._open_error(e, 0) from None
+        try:
+            # free blocks at the end are truncated away by DuckDB's own checkpoint, so only the
+            # used blocks are sure to be in the file (total_blocks gave false alarms)
+            block_size, blocks = con.execute(
+                "SELECT block_size, used_blocks FROM pragma_database_size()"
+            ).fetchone()
+        except duckdb.Error as e:
+            raise self._open_error(e, 0) from None
+        finally:
+            con.close()
+        need, size = _HEADERS + blocks * block_size, self.path.stat().st_size
+        if size < need:
+            raise UserError(
+                f"store is damaged: {self.path} is {size} bytes but its header needs {need} (the file "
+                "was cut short); nothing was changed: restore it from a copy or pass another --db"
+            )
+
+    def _connect(self, wait: float, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        deadline, delay = time.monotonic() + wait, 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as e:
+                left = deadline - time.monotonic()
+                if not _is_lock(e) or left <= 0:
+                    raise self._open_error(e, wait) from None
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+
+    def _open_error(self, e: duckdb.Error, wait: float) -> UserError:
+        if _is_lock(e):
+            m = re.search(r"\(PID (\d+)\)", str(e))
+            holder = f" (PID {m.group(1)})" if m else ""
+            waited = f" after waiting {wait:g}s" if wait else ""
+            return StoreLocked(
+                f"store {self.path} is locked by another process{holder}{waited}; "
+                "retry later or pass --wait SECONDS"
+            )
+        if isinstance(e, duckdb.IOException | duckdb.SerializationException | duckdb.InternalException):
+            return UserError(
+                f"store is damaged: {self.path} cannot be read ({e}); nothing was changed: "
+                "restore it from a copy or pass another --db"
+            )
+        return UserError(f"cannot open store {self.path}: {e}")
 
     def close(self) -> None:
         self.db.close()
@@ -91,6 +194,17 @@ class Store:
             "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
         )
         applied = {r[0] for r in self.db.execute("SELECT version FROM schema_version").fetchall()}
+        newest, known = max(applied, default=0), len(MIGRATIONS)
+        if newest > known:
+            # Written by a newer tunegate: read what we understand, never write (a read-only
+            # connection makes that a guarantee, not a convention).
+            self.read_only_reason = (
+                f"store {self.path} has schema version {newest}, newer than this tunegate knows "
+                f"({known}): upgrade tunegate to a release with schema version {newest} to write to it"
+            )
+            self.db.close()
+            self.db = self._connect(0, read_only=True)
+            return
         for number, fn in enumerate(MIGRATIONS, start=1):
             if number in applied:
                 continue
@@ -104,15 +218,23 @@ class Store:
     def schema_version(self) -> int:
         return self.db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
 
+    def require_writable(self) -> None:
+        """A user error before the first write to a store from a newer tunegate."""
+        if self.read_only_reason:
+            raise UserError(self.read_only_reason)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        """All or nothing; Ctrl-C or SIGTERM inside waits until it has committed or rolled back."""
+        self.require_writable()
+        with signals.deferred():
+            self.db.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # -- models and suites --------------------------------------------------------------
     def upsert_model(
@@ -126,6 +248,7 @@ class Store:
         adapter_path: str | None = None,
         load_options: dict[str, Any] | None = None,
     ) -> None:
+        self.require_writable()
         self.db.execute(
             "INSERT INTO models (model_id, spec, kind, fingerprint, base_model_id, adapter_path,"
             " load_options) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -176,8 +299,8 @@ class Store:
         with self.transaction():
             self.db.execute(
                 "INSERT INTO runs (run_id, model_id, suite_id, status, config, seed, versions,"
-                " git_sha, host, started_at, n_examples)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, current_timestamp, ?)",
+                " git_sha, host, started_at, n_examples, pid, heartbeat_at)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, current_timestamp, ?, ?, ?)",
                 [
                     run_id,
                     model_id,
@@ -188,6 +311,8 @@ class Store:
                     git_sha,
                     host,
                     n_examples,
+                    os.getpid(),
+                    utc_now(),
                 ],
             )
             self.db.executemany(
@@ -197,25 +322,30 @@ class Store:
             )
 
     def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        self.db.execute(
-            "UPDATE runs SET status = ?, error = ?, ended_at = current_timestamp WHERE run_id = ?",
-            [status, error, run_id],
-        )
+        self.require_writable()
+        with signals.deferred():
+            self.db.execute(
+                "UPDATE runs SET status = ?, error = ?, ended_at = current_timestamp WHERE run_id = ?",
+                [status, scrub(error), run_id],
+            )
 
     def reopen_run(self, run_id: str) -> None:
+        """The run is ours again: this host and process own it from now on."""
+        self.require_writable()
         self.db.execute(
-            "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL WHERE run_id = ?",
-            [run_id],
+            "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, host = ?, pid = ?,"
+            " heartbeat_at = ? WHERE run_id = ?",
+            [this_host(), os.getpid(), utc_now(), run_id],
         )
 
     def get_run(self, ref: str) -> RunRecord:
         """A run by id or unique id prefix; unknown or ambiguous ids are user errors."""
         rows = self.db.execute(
             "SELECT r.run_id, r.model_id, r.suite_id, r.status, r.config, r.seed, r.started_at,"
-            " r.ended_at, r.n_examples, s.name, s.kind, m.spec FROM runs r"
-            " JOIN suites s USING (suite_id) JOIN models m USING (model_id)"
-            " WHERE r.run_id = ? OR r.run_id LIKE ? ORDER BY r.run_id",
-            [ref, ref.replace("%", "") + "%"],
+            " r.ended_at, r.n_examples, s.name, s.kind, m.spec, r.host, r.pid, r.heartbeat_at"
+            " FROM runs r JOIN suites s USING (suite_id) JOIN models m USING (model_id)"
+            " WHERE r.run_id = ? OR r.run_id LIKE ? ESCAPE '\\' ORDER BY r.run_id",
+            [ref, like_prefix(ref)],
         ).fetchall()
         exact = [r for r in rows if r[0] == ref]
         rows = exact or rows
@@ -237,22 +367,34 @@ class Store:
             r[9],
             r[10],
             r[11],
+            r[12],
+            r[13],
+            r[14],
         )
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         cur = self.db.execute(
             "SELECT r.run_id, r.status, m.spec AS model, s.name AS suite, r.started_at,"
-            " r.n_examples, count(e.example_id) AS done, count(e.error) AS errors"
+            " r.n_examples, count(e.example_id) AS done, count(e.error) AS errors,"
+            " r.host, r.pid, r.heartbeat_at"
             " FROM runs r JOIN models m USING (model_id) JOIN suites s USING (suite_id)"
             " LEFT JOIN run_examples e USING (run_id)"
             " GROUP BY ALL ORDER BY r.started_at DESC LIMIT ?",
             [limit],
         )
         cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
+        rows = [dict(zip(cols, row)) for row in cur.fetchall()]
+        for r in rows:  # what users see: a running run whose process is gone is dead
+            r["shown_status"] = shown_status(r["status"], r["host"], r["pid"], r["heartbeat_at"], r["run_id"])
+        return rows
 
-    def done_example_ids(self, run_id: str) -> set[str]:
-        rows = self.db.execute("SELECT example_id FROM run_examples WHERE run_id = ?", [run_id])
+    def done_example_ids(self, run_id: str, *, include_errors: bool = True) -> set[str]:
+        """Examples of the run with a stored result (`include_errors=False`: successes only, so
+        a resume retries the failed ones)."""
+        sql = "SELECT example_id FROM run_examples WHERE run_id = ?"
+        if not include_errors:
+            sql += " AND error IS NULL"
+        rows = self.db.execute(sql, [run_id])
         return {r[0] for r in rows.fetchall()}
 
     # -- generation cache and results -----------------------------------------------------
@@ -289,9 +431,20 @@ class Store:
         generations: Sequence[GenerationRow],
         items: Sequence[tuple[str, str | None, bool, str | None]],
         scores: Sequence[ScoreRow],
+        *,
+        replace: bool = False,
     ) -> None:
-        """One transaction: new generations, the run's finished examples and their scores."""
+        """One transaction: new generations, the run's finished examples and their scores.
+        `replace`: these examples were stored before (as errors) and are retried: their old
+        rows go in the same transaction, so a crash keeps either the old rows or the new."""
         with self.transaction():
+            if replace and items:
+                ids = [eid for eid, *_ in items]
+                for table in ("run_examples", "scores"):
+                    self.db.execute(
+                        f"DELETE FROM {table} WHERE run_id = ? AND example_id IN (SELECT unnest(?))",
+                        [run_id, ids],
+                    )
             if generations:
                 self.db.executemany(
                     "INSERT OR REPLACE INTO generations (cache_key, model_id, request_type, prompt,"
@@ -302,14 +455,14 @@ class Store:
                             g.cache_key,
                             g.model_id,
                             g.request_type,
-                            g.prompt,
+                            scrub(g.prompt),
                             _j(g.params),
-                            g.output,
+                            scrub(g.output),
                             _j(g.result),
                             g.prompt_tokens,
                             g.output_tokens,
                             g.latency_s,
-                            g.error,
+                            scrub(g.error),
                         )
                         for g in generations
                     ],
@@ -318,17 +471,19 @@ class Store:
                 self.db.executemany(
                     "INSERT INTO run_examples (run_id, example_id, cache_key, cached, error)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    [(run_id, eid, key, cached, err) for eid, key, cached, err in items],
+                    [(run_id, eid, key, cached, scrub(err)) for eid, key, cached, err in items],
                 )
             if scores:
                 self.db.executemany(
                     "INSERT INTO scores (run_id, example_id, metric, value, weight, error, detail)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (run_id, s.example_id, s.metric, s.value, s.weight, s.error, _j(s.detail))
+                        (run_id, s.example_id, s.metric, s.value, s.weight, scrub(s.error), _j(s.detail))
                         for s in scores
                     ],
                 )
+            # The owner is alive: `runs` tells a slow run from a dead one by this.
+            self.db.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [utc_now(), run_id])
 
     # -- reading results ------------------------------------------------------------------
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
@@ -359,8 +514,13 @@ class Store:
         ).fetchall()
         return [(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None) for r in rows]
 
-    def score_columns(self, run_id: str, metric: str, *, labels: bool = False) -> dict[str, Any]:
-        """Scored (non-error) rows of one metric as numpy columns, in suite order, plus the error count."""
+    def score_columns(
+        self, run_id: str, metric: str, *, labels: bool = False, stats: bool = False
+    ) -> dict[str, Any]:
+        """Scored (non-error) rows of one metric as numpy columns, in suite order, plus the error count.
+
+        `stats` adds each row's sufficient statistics (detail.stats, corpus metrics) and nrefs.
+        """
         extra = (
             (
                 ", json_extract_string(s.detail, '$.pred') AS pred,"
@@ -369,6 +529,8 @@ class Store:
             if labels
             else ""
         )
+        if stats:
+            extra += _STATS_SQL.format(t="s", suffix="")
         cols = self.db.execute(
             f"SELECT s.example_id, s.value, coalesce(s.weight, 1.0) AS weight{extra} FROM scores s"
             " JOIN runs r USING (run_id)"
@@ -381,7 +543,7 @@ class Store:
         return cols
 
     def paired_score_columns(
-        self, run_a: str, run_b: str, metric: str, *, labels: bool = False
+        self, run_a: str, run_b: str, metric: str, *, labels: bool = False, stats: bool = False
     ) -> dict[str, Any]:
         """One metric of two runs joined on example id (both scored), as numpy columns.
 
@@ -395,6 +557,8 @@ class Store:
                 for t in "ab"
                 for f in ("pred", "label")
             )
+        if stats:
+            extra += "".join(_STATS_SQL.format(t=t, suffix="_" + t) for t in "ab")
         ok = "error IS NULL AND value IS NOT NULL"
         cols = self.db.execute(
             "WITH a AS (SELECT * FROM scores WHERE run_id = ? AND metric = ? AND " + ok + "),"

@@ -181,3 +181,12 @@ def m003_judgments(db: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m004_run_owner(db: duckdb.DuckDBPyConnection) -> None:
+    # Which process owns a `running` row, and when it last stored something: a run whose
+    # process is gone shows as dead instead of running forever. (host exists since m001/m002.)
+    for table in ("runs", "training_runs"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN pid INTEGER")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN heartbeat_at TIMESTAMP")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UserError
-from harness.store.db import Store
+from harness.secrets import scrub
+from harness.store.db import Store, like_prefix
+from harness.store.liveness import is_dead, utc_now
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,11 @@ def start_training_run(
     git_sha: str | None,
     host: str,
 ) -> None:
+    store.require_writable()
     store.db.execute(
         "INSERT INTO training_runs (training_run_id, kind, name, status, parent_model_id, config,"
-        " dataset_hash, dataset, seed, versions, git_sha, host, started_at)"
-        " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+        " dataset_hash, dataset, seed, versions, git_sha, host, started_at, pid, heartbeat_at)"
+        " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp, ?, ?)",
         [
             training_run_id,
             kind,
@@ -63,6 +67,8 @@ def start_training_run(
             _j(versions),
             git_sha,
             host,
+            os.getpid(),
+            utc_now(),
         ],
     )
 
@@ -93,6 +99,9 @@ def log_training_step(store: Store, training_run_id: str, seq: int, logs: dict[s
             _j({k: v for k, v in logs.items() if _num(v) is not None}),
         ],
     )
+    store.db.execute(  # the owner is alive (m004)
+        "UPDATE training_runs SET heartbeat_at = ? WHERE training_run_id = ?", [utc_now(), training_run_id]
+    )
 
 
 def finish_training_run(
@@ -108,8 +117,25 @@ def finish_training_run(
     store.db.execute(
         "UPDATE training_runs SET status = ?, summary = ?, candidate_model_id = ?, adapter_path = ?,"
         " error = ?, ended_at = current_timestamp WHERE training_run_id = ?",
-        [status, _j(summary or {}), candidate_model_id, adapter_path, error, training_run_id],
+        [status, _j(summary or {}), candidate_model_id, adapter_path, scrub(error), training_run_id],
     )
+
+
+def mark_dead_training_runs(store: Store) -> list[str]:
+    """Training runs left `running` by a process that is gone (kill -9, OOM, a lost machine) are
+    marked failed, saying so; a published adapter of one is still completed by `register_cached`."""
+    rows = store.db.execute(
+        "SELECT training_run_id, host, pid, heartbeat_at FROM training_runs WHERE status = 'running'"
+    ).fetchall()
+    dead = [r for r in rows if is_dead("running", r[1], r[2], r[3])]
+    for run_id, host, pid, _ in dead:
+        finish_training_run(
+            store,
+            run_id,
+            "failed",
+            error=f"dead: the training process (PID {pid} on {host}) ended without finishing",
+        )
+    return [r[0] for r in dead]
 
 
 def get_training_run(store: Store, ref: str) -> TrainingRun:
@@ -117,8 +143,8 @@ def get_training_run(store: Store, ref: str) -> TrainingRun:
     rows = store.db.execute(
         "SELECT training_run_id, kind, name, status, parent_model_id, candidate_model_id, adapter_path,"
         " config, dataset_hash, seed, summary, error FROM training_runs"
-        " WHERE training_run_id = ? OR training_run_id LIKE ? ORDER BY training_run_id",
-        [ref, ref.replace("%", "") + "%"],
+        " WHERE training_run_id = ? OR training_run_id LIKE ? ESCAPE '\\' ORDER BY training_run_id",
+        [ref, like_prefix(ref)],
     ).fetchall()
     rows = [r for r in rows if r[0] == ref] or rows
     if len(rows) != 1:
@@ -162,7 +188,7 @@ def lineage(store: Store, model_id: str) -> list[dict[str, Any]]:
 
 
 def _j(v: Any) -> str | None:
-    return None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+    return None if v is None else scrub(json.dumps(v, ensure_ascii=False, sort_keys=True, default=str))
 
 
 def _num(v: Any) -> float | None:

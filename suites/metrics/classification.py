@@ -1,13 +1,22 @@
-"""Classification over a fixed label set: pull a label out of free-form output, compare.
+"""Classification over a fixed label set: map the output to a label, compare.
 
-accuracy and macro_f1 score each example the same way (1 if the extracted label is the
+accuracy and macro_f1 score each example the same way (1 if the mapped label is the
 reference); they differ only in aggregation, which reads detail["pred"] / detail["label"].
+
+`label_mode` says how an output maps to a label (stored in the metric spec):
+  extract     (default) the label the output states: the whole output modulo case and trailing
+              punctuation, else the earliest whole-word label in it ("The answer is positive.")
+  normalized  strip + lower-case, then the output must equal a label
+  strict      the output must equal a label exactly
+An output that maps to no label is wrong in accuracy; in macro-F1 it is its own class, which
+costs the gold label recall but is not averaged (sklearn's f1_score with explicit labels=).
 """
 
 from __future__ import annotations
 
 import re
 import string
+from typing import Literal
 
 from harness.errors import UserError
 from suites.metrics.base import METRICS, ExampleView, MetricResult, Scorer
@@ -63,8 +72,20 @@ class LabelSet:
         return self._canonical[best[2]] if best else None
 
 
-def _label_scorer(labels: list[str], ignore_case: bool) -> Scorer:
+LabelMode = Literal["extract", "normalized", "strict"]
+
+
+def _label_scorer(labels: list[str], ignore_case: bool, label_mode: str = "extract") -> Scorer:
     label_set = LabelSet(labels, ignore_case=ignore_case)
+    exact = {label: label for label in labels}
+    folded = {label.strip().lower(): label for label in labels}
+
+    def mapped(output: str) -> str | None:
+        if label_mode == "strict":
+            return exact.get(output)
+        if label_mode == "normalized":
+            return folded.get(output.strip().lower())
+        return label_set.extract(output)
 
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
@@ -74,22 +95,24 @@ def _label_scorer(labels: list[str], ignore_case: bool) -> Scorer:
         if label is None:
             # A gold label outside the label set is a data/config mismatch, not a model error.
             return MetricResult(error=f"reference label {ref!r} is not one of labels {labels!r}")
-        pred = label_set.extract(prediction)
+        pred = mapped(prediction)
         detail: dict[str, object] = {"pred": pred, "label": label}
         if pred is None:
-            detail["reason"] = "no label found in output"
+            detail["reason"] = (
+                "no label found in output" if label_mode == "extract" else "output is not a label"
+            )
         return MetricResult(value=float(pred == label), detail=detail)
 
     return score
 
 
 @METRICS.register("accuracy", higher_is_better=True, aggregation="mean", binary=True)
-def accuracy(*, labels: list[str], ignore_case: bool = True) -> Scorer:
-    """Fraction of examples whose label extracted from the output equals the reference label."""
-    return _label_scorer(labels, ignore_case)
+def accuracy(*, labels: list[str], ignore_case: bool = True, label_mode: LabelMode = "extract") -> Scorer:
+    """Fraction of examples whose label mapped from the output equals the reference label."""
+    return _label_scorer(labels, ignore_case, label_mode)
 
 
 @METRICS.register("macro_f1", higher_is_better=True, aggregation="macro_f1", binary=True)
-def macro_f1(*, labels: list[str], ignore_case: bool = True) -> Scorer:
-    """Macro-averaged F1 over labels; the label is extracted from the output as for accuracy."""
-    return _label_scorer(labels, ignore_case)
+def macro_f1(*, labels: list[str], ignore_case: bool = True, label_mode: LabelMode = "extract") -> Scorer:
+    """Macro-averaged F1 over labels; the output is mapped to a label as for accuracy."""
+    return _label_scorer(labels, ignore_case, label_mode)

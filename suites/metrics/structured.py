@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, best_match
@@ -61,8 +61,21 @@ def _describe(e: Exception) -> str:
     return str(e)
 
 
-def parse_json(text: str, *, extract: bool) -> Parsed:
-    """Parse `text` as JSON; with `extract`, also look inside code fences and prose."""
+Extract = bool | Literal["fence"]
+
+
+def parse_json(text: str, *, extract: Extract) -> Parsed:
+    """Parse `text` as JSON; `extract=True` also looks inside code fences and prose,
+    `extract="fence"` only inside a fenced code block (the whole output is not taken)."""
+    if extract == "fence":
+        errors = []
+        for m in _FENCE.finditer(text):
+            try:
+                return Parsed(True, _loads(m.group(1).strip()), "fence")
+            except (ValueError, RecursionError) as e:
+                errors.append(_describe(e))
+        why = f"the fenced block is not JSON ({errors[0]})" if errors else "no ``` fenced block in the output"
+        return Parsed(False, error=why)
     stripped = text.strip()
     try:
         return Parsed(True, _loads(stripped), "whole")
@@ -89,8 +102,9 @@ def parse_json(text: str, *, extract: bool) -> Parsed:
 
 
 @METRICS.register("json_valid", higher_is_better=True, aggregation="mean", binary=True)
-def json_valid(*, extract: bool = True) -> Scorer:
-    """1 if the output is valid JSON (with extract: also inside a ``` fence or prose)."""
+def json_valid(*, extract: Extract = True) -> Scorer:
+    """1 if the output is valid JSON (with extract: also in a ``` fence or prose; fence: only there)."""
+    # NaN / Infinity are rejected: RFC 8259 JSON has no such values (Python's json accepts them).
 
     def score(prediction: str, example: ExampleView) -> MetricResult:
         parsed = parse_json(prediction, extract=extract)
@@ -102,7 +116,7 @@ def json_valid(*, extract: bool = True) -> Scorer:
 
 
 @METRICS.register("json_schema", higher_is_better=True, aggregation="mean", binary=True)
-def json_schema(*, schema: dict[str, Any], extract: bool = True) -> Scorer:
+def json_schema(*, schema: dict[str, Any], extract: Extract = True) -> Scorer:
     """1 if the (extracted) JSON output validates against `schema` (default draft 2020-12)."""
     # Honour an explicit "$schema" draft, as jsonschema.validate does; 2020-12 otherwise.
     cls = validators.validator_for(schema, default=Draft202012Validator)

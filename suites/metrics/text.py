@@ -11,6 +11,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable
+from typing import Literal
 
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
@@ -62,7 +63,9 @@ def _text_normalizer(
     collapse_whitespace: bool = True,
     to_simplified: bool = False,
 ) -> Callable[[str], str]:
-    """SQuAD's ASCII steps under `default`, the Unicode ones (NFKC, CJK punctuation) otherwise."""
+    """SQuAD's ASCII steps under `default`, none under `char_raw`, the Unicode ones otherwise."""
+    if mode == "char_raw":
+        return lambda text: text
     if mode == "default":
 
         def squad(text: str) -> str:
@@ -86,9 +89,27 @@ def _text_normalizer(
     )
 
 
+Normalization = Literal["options", "raw", "strip", "squad"]
+# Named conventions compare strings exactly as the convention says, whatever the script.
+_NAMED_NORMALIZATIONS: dict[str, Callable[[str], str]] = {
+    "raw": lambda text: text,
+    "strip": str.strip,
+    "squad": squad_normalize,
+}
+_EM_FLAG_DEFAULTS = {
+    "ignore_case": True,
+    "ignore_punctuation": True,
+    "ignore_articles": False,
+    "collapse_whitespace": True,
+    "tokenize": "auto",
+    "to_simplified": False,
+}
+
+
 @METRICS.register("exact_match", higher_is_better=True, aggregation="mean", binary=True)
 def exact_match(
     *,
+    normalization: Normalization = "options",
     ignore_case: bool = True,
     ignore_punctuation: bool = True,
     ignore_articles: bool = False,
@@ -97,6 +118,36 @@ def exact_match(
     to_simplified: bool = False,
 ) -> Scorer:
     """1 if the normalised output equals a normalised reference (max over references)."""
+    # normalization: `options` (default: the flags), `raw` (no change), `strip` (ends only) or
+    # `squad` (official SQuAD v1.1 normalize_answer); a named one takes no other flag.
+    if normalization != "options":
+        given = {
+            "ignore_case": ignore_case,
+            "ignore_punctuation": ignore_punctuation,
+            "ignore_articles": ignore_articles,
+            "collapse_whitespace": collapse_whitespace,
+            "tokenize": tokenize,
+            "to_simplified": to_simplified,
+        }
+        clash = next((k for k, v in given.items() if v != _EM_FLAG_DEFAULTS[k]), None)
+        if clash is not None:
+            raise UserError(
+                f"normalization '{normalization}' is a fixed convention; drop '{clash}' or use "
+                "normalization: options",
+                field=clash,
+            )
+        fixed = _NAMED_NORMALIZATIONS[normalization]
+
+        def score_named(prediction: str, example: ExampleView) -> MetricResult:
+            if not example.references:
+                return MetricResult(error=NO_REFERENCES)
+            pred = fixed(prediction)
+            hit = any(pred == fixed(ref) for ref in example.references)
+            return MetricResult(
+                value=float(hit), detail={"normalized_prediction": pred, "normalization": normalization}
+            )
+
+        return score_named
     opts = {
         "ignore_case": ignore_case,
         "ignore_punctuation": ignore_punctuation,
@@ -104,7 +155,7 @@ def exact_match(
         "collapse_whitespace": collapse_whitespace,
         "to_simplified": to_simplified,
     }
-    norms = {mode: _text_normalizer(mode, **opts) for mode in ("default", "char", "jieba")}
+    norms = {mode: _text_normalizer(mode, **opts) for mode in ("default", "char", "char_raw", "jieba")}
 
     def score(prediction: str, example: ExampleView) -> MetricResult:
         if not example.references:
@@ -137,6 +188,8 @@ def token_f1(*, tokenize: Tokenize = "auto", to_simplified: bool = False) -> Sco
     """SQuAD v1.1 token-overlap F1 between output and the best-matching reference."""
 
     def norm(text: str, mode: str) -> str:
+        if mode == "char_raw":
+            return text
         if mode == "default":
             return squad_normalize(tk.to_simplified(text) if to_simplified else text)
         return tk.unicode_normalize(text, ignore_articles=True, simplified=to_simplified)
@@ -189,7 +242,8 @@ def _rouge_factory(rouge_type: str) -> Callable[..., Scorer]:
     return factory
 
 
-for _rouge_type in ("rouge1", "rouge2", "rougeL"):
+# rougeLsum: summary-level LCS over sentences split on newlines, as rouge-score computes it.
+for _rouge_type in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
     METRICS.register(_rouge_type, higher_is_better=True, aggregation="mean", binary=False)(
         _rouge_factory(_rouge_type)
     )
@@ -197,7 +251,7 @@ for _rouge_type in ("rouge1", "rouge2", "rougeL"):
 
 # Our tokenizer names → sacrebleu's (`char` is sacrebleu `zh`: CJK characters split, the rest
 # 13a). `jieba` text is segmented first and then left alone (`none`).
-_SACREBLEU_NAME = {"default": "13a", "char": "zh", "jieba": "none"}
+_SACREBLEU_NAME = {"default": "13a", "char": "zh", "char_raw": "none", "jieba": "none"}
 
 
 def _sacrebleu_bleu(tokenize: str, lowercase: bool) -> BLEU:
@@ -211,8 +265,10 @@ def _sacrebleu_bleu(tokenize: str, lowercase: bool) -> BLEU:
 
 
 def _segmented(text: str, mode: str) -> str:
-    """`jieba` words joined by spaces (marks kept: BLEU and chrF count them)."""
-    return " ".join(tk.jieba_tokens(text, keep_punctuation=True)) if mode == "jieba" else text
+    """`jieba` words / `char_raw` characters joined by spaces (marks kept: BLEU and chrF count them)."""
+    if mode == "jieba":
+        return " ".join(tk.jieba_tokens(text, keep_punctuation=True))
+    return " ".join(tk.raw_char_tokens(text)) if mode == "char_raw" else text
 
 
 @METRICS.register("bleu", higher_is_better=True, aggregation="mean", binary=False)

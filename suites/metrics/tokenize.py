@@ -9,15 +9,19 @@ Every text metric takes `tokenize`:
            rouge-score's tokenizer (keeps only [a-z0-9]), sacrebleu `13a`.
   char     each CJK character is a token; runs of letters and digits (any script, so `Café`
            stays `café`) are words. BLEU: sacrebleu `zh`, which does the same.
+  char_raw every non-space character is a token, as is: no case folding, no NFKC, punctuation
+           kept (what rouge-score gives with a `list`-of-characters tokenizer). EM/F1 compare
+           these tokens without any normalisation.
   jieba    jieba word segmentation (accurate mode, dictionary loaded once per process).
 
 With `char` and `jieba`, EM/F1 use `unicode_normalize` instead of SQuAD's ASCII-only steps:
 NFKC (full-width letters, digits, punctuation and the ideographic space become their ASCII
-forms), optional traditional → simplified (OpenCC `t2s`), lower case, removal of PUNCTUATION
-(ASCII `string.punctuation` plus every character of Unicode category P* in the Basic
-Multilingual Plane, which covers
-，。！？、；：“”‘’《》【】（）…— and friends), and SQuAD's English articles; EM then compares
-token sequences, so whitespace (which Chinese does not use between words) never matters.
+forms), optional traditional → simplified (OpenCC `t2s`), lower case, PUNCTUATION (ASCII
+`string.punctuation` plus every character of Unicode category P* in the Basic Multilingual
+Plane, which covers ，。！？、；：“”‘’《》【】（）…— and friends) replaced by a space, and
+SQuAD's English articles; EM then compares token sequences, so whitespace (which Chinese does
+not use between words) never matters. A mark separates tokens and never joins them:
+`2008-08-08` is `2008 08 08` and `6.3%` is `6 3`, not `20080808` / `63`.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import string
 import unicodedata
 from typing import Any, Literal
 
-Tokenize = Literal["auto", "default", "char", "jieba"]
-MODES = ("auto", "default", "char", "jieba")
+Tokenize = Literal["auto", "default", "char", "char_raw", "jieba"]
+MODES = ("auto", "default", "char", "char_raw", "jieba")
 
 # Han ideographs (URO, extensions A-G, compatibility), kana and bopomofo: scripts written
 # without spaces between words. Hangul is left out on purpose: Korean separates words.
@@ -65,8 +69,9 @@ def punctuation() -> frozenset[str]:
 
 
 @functools.cache
-def _punct_table() -> dict[int, None]:
-    return dict.fromkeys(map(ord, punctuation()))
+def _punct_table() -> dict[int, str]:
+    # To a space, not deleted: deleting glued the pieces around a mark into one token.
+    return dict.fromkeys(map(ord, punctuation()), " ")
 
 
 @functools.cache
@@ -89,7 +94,7 @@ def unicode_normalize(
     ignore_articles: bool = False,
     simplified: bool = False,
 ) -> str:
-    """NFKC, [t2s], lower, drop PUNCTUATION, [drop articles], collapse whitespace."""
+    """NFKC, [t2s], lower, PUNCTUATION → space, [drop articles], collapse whitespace."""
     text = unicodedata.normalize("NFKC", text)
     if simplified:
         text = to_simplified(text)
@@ -126,13 +131,20 @@ def jieba_tokens(text: str, *, keep_punctuation: bool = False) -> list[str]:
     return [w for w in words if _WORD.search(w) or has_cjk(w)]
 
 
+def raw_char_tokens(text: str) -> list[str]:
+    """Every non-space character, unchanged (rouge-score's character convention)."""
+    return [ch for ch in text if not ch.isspace()]
+
+
 def tokens(text: str, mode: str, *, keep_punctuation: bool = False) -> list[str]:
-    """Tokens of `text` under `char` or `jieba`."""
+    """Tokens of `text` under `char`, `char_raw` or `jieba` (`char_raw` always keeps marks)."""
+    if mode == "char_raw":
+        return raw_char_tokens(text)
     if mode == "jieba":
         return jieba_tokens(text, keep_punctuation=keep_punctuation)
     if mode == "char":
         return char_tokens(text, keep_punctuation=keep_punctuation)
-    raise ValueError(f"tokens() needs 'char' or 'jieba', not {mode!r}")
+    raise ValueError(f"tokens() needs 'char', 'char_raw' or 'jieba', not {mode!r}")
 
 
 class RougeTokenizer:
@@ -150,6 +162,8 @@ class RougeTokenizer:
             self._stemmer = porter.PorterStemmer()  # as rouge-score builds it
 
     def tokenize(self, text: str) -> list[str]:
+        if self.mode == "char_raw":  # the convention is "characters as they are": no stemming either
+            return raw_char_tokens(text)
         toks = tokens(unicodedata.normalize("NFKC", text).lower(), self.mode)
         if self._stemmer is not None:
             toks = [self._stemmer.stem(t) if len(t) > 3 else t for t in toks]

@@ -1,0 +1,404 @@
+"""`openai:MODEL@BASE_URL` — any OpenAI-compatible server or API (vLLM, Ollama, llama.cpp's
+server, TGI, SGLang, hosted APIs).
+
+Options (`?key=value&…`): `chat=1|0` (1, the default: chat requests go to /chat/completions as
+messages; 0: they are rendered — with `tokenizer=DIR`'s chat template when given — and sent to
+/completions), `api_key_env=NAME` (default OPENAI_API_KEY; the key is read from the environment
+and never stored), `max_concurrency=N`, `timeout=S`, `max_retries=N`, `revision=TEXT` (what the
+deployment serves: an endpoint cannot prove its weights, so a revision keeps the cache from
+mixing two deployments).
+
+Log-likelihoods come from /completions with `echo` + `logprobs` (what lm-eval's
+`local-completions` uses). Servers differ and several are wrong without saying so, so before the
+first log-likelihood request the endpoint is probed for *correctness* (`probe.py`), and a suite
+that needs log-probabilities is refused on an endpoint that fails the probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from harness.errors import UserError
+from harness.models.base import (
+    Capabilities,
+    Generated,
+    LogLikelihood,
+    RollingLL,
+    cut_at_stop,
+    render_messages_plain,
+)
+from harness.models.resolve import ResolvedModel
+from harness.models.spec import ModelSpec, check_options
+from harness.suite import Request
+from harness.transport import HttpPolicy, MalformedReply, Transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+_OPTIONS = {"chat", "api_key_env", "max_concurrency", "timeout", "max_retries", "revision", "tokenizer"}
+_VOLATILE = {"created"}  # vLLM stamps /v1/models entries with the request time
+MAX_STOPS = 4  # the OpenAI API takes at most 4 stop strings; the rest are cut here
+
+
+def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
+    check_options(raw, params, _OPTIONS, " for an endpoint")
+    m = re.match(r"^(?P<model>[^@]+)@(?P<url>.+)$", body)
+    if m is None:
+        raise UserError(
+            f"model spec '{raw}': expected openai:MODEL@BASE_URL "
+            "(e.g. openai:llama3@http://127.0.0.1:8000/v1)",
+            field="model",
+        )
+    url = m.group("url").rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UserError(f"model spec '{raw}': '{url}' is not an http(s) URL", field="model")
+    try:
+        parsed.port  # noqa: B018  (raises on a non-numeric port)
+    except ValueError:
+        raise UserError(f"model spec '{raw}': '{url}' has an invalid port", field="model") from None
+    opts: dict[str, Any] = {"model": m.group("model")}
+    chat = params.get("chat", "1")
+    if chat not in ("0", "1", "true", "false"):
+        raise UserError(f"model spec '{raw}': chat must be 0 or 1", field="chat")
+    opts["chat"] = chat in ("1", "true")
+    key_env = params.get("api_key_env", DEFAULT_KEY_ENV)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        raise UserError(f"model spec '{raw}': api_key_env must name an environment variable", field="api_key_env")
+    opts["api_key_env"] = key_env
+    for name, cast in (("max_concurrency", int), ("timeout", float), ("max_retries", int)):
+        if name in params:
+            try:
+                opts[name] = cast(params[name])
+            except ValueError:
+                raise UserError(f"model spec '{raw}': {name} must be a number", field=name) from None
+    if "revision" in params:
+        opts["revision"] = params["revision"]
+    if "tokenizer" in params:
+        tok = Path(params["tokenizer"]).expanduser()
+        if not ((tok / "tokenizer_config.json").is_file() or (tok / "tokenizer.json").is_file()):
+            raise UserError(f"tokenizer folder {tok} has no tokenizer_config.json", field="tokenizer")
+        opts["tokenizer"] = str(tok.resolve())
+    policy_args = {k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts}
+    try:
+        HttpPolicy(**policy_args)
+    except Exception as e:  # pydantic's range errors, as one sentence
+        raise UserError(f"model spec '{raw}': {str(e).splitlines()[-2].strip()}", field="model") from None
+    return ModelSpec(raw=raw, kind="openai", path=url, options=opts)
+
+
+def resolve(spec: ModelSpec) -> ResolvedModel:
+    """Ask the server what it serves (GET /models): a refused connection, a rejected key or a
+    model the server does not serve is a user error before any run is created."""
+    import openai
+
+    url, model = spec.path, spec.options["model"]
+    transport = Transport(url, spec.options["api_key_env"], HttpPolicy(), what="endpoint")
+    client = openai.OpenAI(
+        base_url=url, api_key=transport.key() or "no-key", timeout=spec.options.get("timeout", 30.0), max_retries=1
+    )
+    entry: dict[str, Any] | None = None
+    try:
+        listed = [m.model_dump() for m in client.models.list()]
+    except openai.NotFoundError:  # some servers have no /models
+        listed = None
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+        raise UserError(
+            f"{url} rejected the API key (HTTP {e.status_code}); set ${spec.options['api_key_env']}",
+            field="model",
+        ) from None
+    except openai.APIConnectionError as e:
+        cause = transport.scrub(str(e.__cause__ or e))
+        raise UserError(f"cannot reach {url}: {cause} (is the server running?)", field="model") from None
+    except openai.APIStatusError as e:
+        raise UserError(f"{url}/models answered HTTP {e.status_code}", field="model") from None
+    except (openai.APIResponseValidationError, ValueError, TypeError) as e:
+        raise UserError(
+            f"{url}/models did not answer as an OpenAI-compatible server ({type(e).__name__})", field="model"
+        ) from None
+    finally:
+        client.close()
+    if listed is not None:
+        ids = [str(d.get("id")) for d in listed]
+        if ids and model not in ids:
+            raise UserError(
+                f"{url} does not serve model '{model}' (it serves: {', '.join(ids[:10])})", field="model"
+            )
+        entry = next((d for d in listed if d.get("id") == model), None)
+        if entry is not None:
+            entry = {k: v for k, v in entry.items() if k not in _VOLATILE and v is not None}
+    facts = {
+        "base_url": url,
+        "served_model": model,
+        "models_entry": entry,
+        "revision": spec.options.get("revision"),
+    }
+    fp = hashlib.sha256(("endpoint\0" + json.dumps(facts, sort_keys=True, default=str)).encode()).hexdigest()
+    return ResolvedModel(spec, None, None, dict(spec.options), fp, None, device="remote", facts=facts)
+
+
+class OpenAIBackend:
+    """Generation and (probed) log-likelihoods over one OpenAI-compatible endpoint."""
+
+    def __init__(self, resolved: ResolvedModel) -> None:
+        self.resolved = resolved
+        opts = resolved.options
+        self.model: str = opts["model"]
+        self.chat: bool = opts.get("chat", True)
+        policy = HttpPolicy(**{k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts})
+        self.transport = Transport(resolved.spec.path, opts.get("api_key_env"), policy, what="endpoint")
+        self.calls: dict[str, int] = {"http": 0}
+        self._tokenizer: Any = None
+        self._probe: str | None | bool = False  # False: not probed yet; None: passed; str: finding
+        self.capabilities = Capabilities(
+            requests=frozenset({"generate", "loglikelihood", "rolling_loglikelihood"}),
+            tokenizer="tokenizer" in opts,
+            endpoint=True,
+            why_not={"local_weights": "an endpoint serves outputs, not weights to load locally"},
+        )
+
+    # -- prompts --------------------------------------------------------------------------
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """chat=0: the tokenizer's template when given, else the turns' texts."""
+        tok = self._tok()
+        if tok is None or not tok.chat_template:
+            return render_messages_plain(messages)
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _tok(self) -> Any:
+        if self._tokenizer is None and "tokenizer" in self.resolved.options:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.resolved.options["tokenizer"])
+        return self._tokenizer
+
+    def prepare(self, request: Request) -> Request:
+        if request.messages is None or self.chat:
+            return request
+        from dataclasses import replace
+
+        return replace(request, prompt=self.render_chat(list(request.messages)), messages=None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "openai", "chat": self.chat, **self.resolved.facts}
+
+    # -- generation -----------------------------------------------------------------------
+    def generate(
+        self, requests: Sequence[Request], params: Any, batch_size: int, seed: int | None = None
+    ) -> Iterator[list[tuple[int, Generated]]]:
+        """Every request concurrently (at most max_concurrency in flight), yielded as they land."""
+        kwargs: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens}
+        kwargs["temperature"] = params.temperature
+        if params.temperature > 0:
+            kwargs["top_p"] = params.top_p
+            if seed is not None:
+                kwargs["seed"] = seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop[:MAX_STOPS])
+
+        def one(req: Request) -> Callable[[], Coroutine[Any, Any, Generated]]:
+            async def run() -> Generated:
+                chat = req.messages is not None
+
+                async def make(oai: Any) -> tuple[str, Any, Any]:
+                    if chat:
+                        r = await oai.chat.completions.create(messages=list(req.messages or ()), **kwargs)
+                        return _choice_text(r, chat=True), r.usage, r.choices[0].finish_reason
+                    r = await oai.completions.create(prompt=req.prompt or "", **kwargs)
+                    return _choice_text(r, chat=False), r.usage, r.choices[0].finish_reason
+
+                out = await self.transport.call(make)
+                if out.error is not None or out.value is None:
+                    return Generated(None, None, 0, out.latency_s, out.error)
+                text, usage, finish = out.value
+                usage_d = {
+                    "prompt_tokens": getattr(usage, "prompt_tokens", None),
+                    "completion_tokens": getattr(usage, "completion_tokens", None),
+                    "finish_reason": finish,
+                    "attempts": out.attempts,
+                }
+                return Generated(
+                    self.transport.scrub(cut_at_stop(text, params.stop)),
+                    usage_d["prompt_tokens"],
+                    usage_d["completion_tokens"],
+                    out.latency_s,
+                    None,
+                    usage_d,
+                )
+
+            return run
+
+        yield from self._stream([one(r) for r in requests], batch_size)
+
+    # -- log-likelihood -------------------------------------------------------------------
+    def preflight(self, needed: set[str], what: str) -> None:
+        if not {"loglikelihood", "rolling_loglikelihood"} & needed:
+            return
+        if self._probe is False:
+            from harness.models.probe import probe_echo_logprobs
+
+            self._probe = self._run(probe_echo_logprobs(self))
+            self.calls["http"] = self.transport.calls
+        if self._probe is not None:
+            raise UserError(
+                f"{what} needs prompt log-probabilities; {self.resolved.spec.raw} does not return "
+                f"correct ones: {self._probe}"
+            )
+
+    async def echo(self, text: str) -> Any:
+        """/completions with echo + logprobs for `text`: the transport Outcome whose value is
+        (tokens, token_logprobs, text_offset, top_logprobs) of the prompt's tokens only."""
+
+        async def make(oai: Any) -> Any:
+            r = await oai.completions.create(
+                model=self.model, prompt=text, echo=True, logprobs=1, max_tokens=1, temperature=0
+            )
+            return parse_echo(r, len(text))
+
+        return await self.transport.call(make)
+
+    async def greedy_next(self, prefix: str) -> Any:
+        async def make(oai: Any) -> str:
+            r = await oai.completions.create(model=self.model, prompt=prefix, max_tokens=1, temperature=0)
+            return _choice_text(r, chat=False)
+
+        return await self.transport.call(make)
+
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], batch_size: int
+    ) -> Iterator[list[tuple[int, LogLikelihood]]]:
+        def one(ctx: str, cont: str) -> Callable[[], Coroutine[Any, Any, LogLikelihood]]:
+            n_space = len(ctx) - len(ctx.rstrip())  # lm-eval moves a trailing space to the continuation
+            if n_space:
+                ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
+
+            async def run() -> LogLikelihood:
+                out = await self.echo(ctx + cont)
+                if out.error is not None:
+                    return LogLikelihood(None, None, 0, out.latency_s, out.error)
+                toks = [t for t in out.value if t.offset >= len(ctx)]
+                if not toks or any(t.logprob is None for t in toks):
+                    return LogLikelihood(None, None, 0, out.latency_s, "no log-probabilities for the continuation")
+                greedy = all(t.top is None or t.top == t.text for t in toks)
+                return LogLikelihood(sum(t.logprob for t in toks), greedy, len(toks), out.latency_s)
+
+            return run
+
+        yield from self._stream([one(c, x) for c, x in requests], batch_size)
+
+    def rolling_loglikelihood(
+        self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
+    ) -> Iterator[list[tuple[int, RollingLL]]]:
+        """The whole text echoed in one request (the server's context bounds it): every token
+        the server scores counts; the first token has no context and no log-probability."""
+
+        def one(text: str) -> Callable[[], Coroutine[Any, Any, RollingLL]]:
+            async def run() -> RollingLL:
+                out = await self.echo(text)
+                if out.error is not None:
+                    return RollingLL(None, 0, out.latency_s, out.error)
+                scored = [t.logprob for t in out.value if t.logprob is not None]
+                if not scored:
+                    return RollingLL(None, 0, out.latency_s, "the server returned no prompt log-probabilities")
+                return RollingLL(-sum(scored), len(scored), out.latency_s)
+
+            return run
+
+        yield from self._stream([one(t) for t in texts], batch_size)
+
+    # -- the event loop -------------------------------------------------------------------
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self._closing(coro))
+        finally:
+            loop.close()
+
+    async def _closing(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await coro
+        finally:
+            await self.transport.aclose()
+
+    def _stream(self, jobs: list[Callable[[], Coroutine[Any, Any, Any]]], batch_size: int) -> Iterator[list]:
+        """Run every job on a private loop (the transport bounds concurrency) and yield finished
+        results in batches of `batch_size`, as they land, so the runner stores them at once."""
+        if not jobs:
+            return
+        loop = asyncio.new_event_loop()
+        try:
+            tasks = {loop.create_task(job()): i for i, job in enumerate(jobs)}
+            pending = set(tasks)
+            ready: list[tuple[int, Any]] = []
+            while pending:
+                done, pending = loop.run_until_complete(
+                    asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                )
+                ready += [(tasks[t], t.result()) for t in done]
+                self.calls["http"] = self.transport.calls
+                while len(ready) >= batch_size or (ready and not pending):
+                    out, ready = ready[:batch_size], ready[batch_size:]
+                    yield out
+        finally:
+            for t in asyncio.all_tasks(loop):
+                t.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(self.transport.aclose())
+            loop.close()
+
+
+class EchoToken:
+    """One prompt token of an echo reply: its text, start offset, log-probability and the
+    server's top token at that position (None when the server gave no top list)."""
+
+    __slots__ = ("logprob", "offset", "text", "top")
+
+    def __init__(self, text: str, offset: int, logprob: float | None, top: str | None) -> None:
+        self.text, self.offset, self.logprob, self.top = text, offset, logprob, top
+
+
+def parse_echo(resp: Any, prompt_len: int) -> list[EchoToken]:
+    """The prompt's tokens from a legacy-completions `logprobs` object (generated tokens, which
+    start at or after the prompt's end, are dropped). A reply without one ignores `echo`."""
+    try:
+        lp = resp.choices[0].logprobs
+    except (AttributeError, IndexError, TypeError):
+        raise MalformedReply("no choices in the reply") from None
+    if lp is None or not getattr(lp, "tokens", None):
+        return []
+    tokens = list(lp.tokens)
+    logprobs = list(lp.token_logprobs or [None] * len(tokens))
+    offsets = list(lp.text_offset or [])
+    tops = list(lp.top_logprobs or [None] * len(tokens))
+    if len(offsets) != len(tokens):  # no offsets: count characters ourselves
+        offsets, pos = [], 0
+        for t in tokens:
+            offsets.append(pos)
+            pos += len(t)
+    out = []
+    for text, off, lp_i, top in zip(tokens, offsets, logprobs, tops):
+        if off >= prompt_len:
+            break
+        best = max(top.items(), key=lambda kv: kv[1])[0] if isinstance(top, dict) and top else None
+        out.append(EchoToken(text, off, lp_i, best))
+    return out
+
+
+def _choice_text(resp: Any, *, chat: bool) -> str:
+    """The text of the first choice; a reply without one is malformed (retried, then an error)."""
+    try:
+        choice = resp.choices[0]
+        text = choice.message.content if chat else choice.text
+    except (AttributeError, IndexError, TypeError):
+        raise MalformedReply(f"no choices in the reply ({str(resp)[:120]!r})") from None
+    if text is None:
+        raise MalformedReply("the reply has no text")
+    return text

@@ -1,0 +1,192 @@
+"""The suite-kind contract. A kind turns a suite file into examples and scores outputs.
+
+The runner only sees `Request`s and hands back responses; adding a kind or a metric never
+touches it. The contract lives in `harness/` so the core (runner, backends) never imports
+`suites/`; the kinds themselves live in `suites/` and register in `SUITE_KINDS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from harness.config import LocatedYaml, Strict
+from harness.errors import UserError
+from harness.registry import Registry
+from harness.store import GenerationRow, ScoreRow
+from harness.textfile import read_utf8
+
+
+class SuiteConfig(Strict):
+    """Keys every suite file has."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Short identifier used in tables and gate policies."""
+    kind: str
+    """task | perplexity (more kinds register themselves in SUITE_KINDS)."""
+    description: str = ""
+    version: int = 1
+    """Bump when you change the suite in a way that makes old numbers incomparable."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One data record, its id, references and where it came from."""
+
+    id: str
+    record: dict[str, Any]
+    references: list[str]
+    line: int
+
+
+REQUEST_TYPES = ("generate", "loglikelihood", "rolling_loglikelihood")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a model must do for one example.
+
+    A chat request carries `messages` (system + user turns): a local backend renders them with
+    the model's own template, a chat endpoint receives them as they are. A raw request carries
+    `prompt` (the text sent verbatim; the text scored for rolling log-likelihood; the context for
+    log-likelihood, with `continuation`). The cache key hashes exactly what the backend sends.
+    """
+
+    type: str
+    """generate | loglikelihood | rolling_loglikelihood"""
+    prompt: str | None
+    params: dict[str, Any]
+    messages: tuple[dict[str, str], ...] | None = None
+    continuation: str | None = None
+    """loglikelihood: the text whose log-probability given `prompt` is wanted."""
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    def sent_text(self) -> str:
+        """What is stored in `generations.prompt`: the text, or the messages as JSON."""
+        if self.messages is not None:
+            return json.dumps(list(self.messages), ensure_ascii=False)
+        return self.prompt or ""
+
+
+@dataclass(frozen=True)
+class BoundMetric:
+    """A metric as a suite uses it: display name, scorer and the spec that re-creates it."""
+
+    name: str
+    scorer: Any
+    spec: dict[str, Any]
+    aggregation: str
+    higher_is_better: bool
+    binary: bool
+
+
+class SuiteKind(ABC):
+    """One suite file, loaded: config, examples, metrics."""
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[SuiteConfig]]
+
+    def __init__(self, config: SuiteConfig, doc: LocatedYaml) -> None:
+        self.config = config
+        self.doc = doc
+        self.path = doc.path
+        self.metrics: list[BoundMetric] = self.bind_metrics()
+        self.examples: list[Example] = self.load_examples()
+        if not self.examples:
+            raise UserError("the dataset is empty: no examples to evaluate", path=self.data_path())
+
+    @abstractmethod
+    def data_path(self) -> Path: ...
+
+    @abstractmethod
+    def bind_metrics(self) -> list[BoundMetric]: ...
+
+    @abstractmethod
+    def load_examples(self) -> list[Example]: ...
+
+    @abstractmethod
+    def request(self, example: Example) -> Request:
+        """The request for one example (messages or raw text; the backend renders chat)."""
+
+    def request_types(self) -> set[str]:
+        """Request types this suite sends, checked against a backend's capabilities before the
+        first call. Default: the type of the first example's request."""
+        return {self.request(self.examples[0]).type} if self.examples else set()
+
+    def needs(self) -> set[str]:
+        """Extra backend capabilities beyond request types (e.g. 'local_weights' for a kind
+        that hands the loaded model to another library)."""
+        return set()
+
+    @abstractmethod
+    def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]: ...
+
+    def error_scores(self, example: Example, error: str) -> list[ScoreRow]:
+        """A failed generation: one error row per metric, never a 0."""
+        return [ScoreRow(example.id, m.name, None, 1.0, error) for m in self.metrics]
+
+
+SUITE_KINDS: Registry[type[SuiteKind]] = Registry("suite kind")
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every non-blank line; a bad line is a located user error."""
+    if not path.is_file():
+        raise UserError("data file not found", path=path)
+    rows = []
+    with io.StringIO(read_utf8(path)) as f:  # invalid UTF-8: an error naming file and line
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", path=path, line=n) from None
+            if not isinstance(rec, dict):
+                raise UserError(f"expected a JSON object, got {type(rec).__name__}", path=path, line=n)
+            rows.append((n, rec))
+    return rows
+
+
+def example_ids(rows: Sequence[tuple[int, dict[str, Any]]], id_field: str | None, path: Path) -> list[str]:
+    """Ids from `id_field` when records have it, else 'line-N'; duplicates are errors."""
+    ids, seen = [], {}
+    for n, rec in rows:
+        if id_field and id_field in rec:
+            eid = str(rec[id_field])
+        else:
+            eid = f"line-{n}"
+        if eid in seen:
+            raise UserError(
+                f"duplicate example id '{eid}' (first on line {seen[eid]})",
+                path=path,
+                line=n,
+                field=id_field,
+            )
+        seen[eid] = n
+        ids.append(eid)
+    return ids
+
+
+def content_hash(suite: SuiteKind) -> str:
+    """Hash of the suite file and its data: a changed suite is a different suite."""
+    h = hashlib.sha256()
+    h.update(suite.path.read_bytes())
+    h.update(b"\0")
+    h.update(suite.data_path().read_bytes())
+    return h.hexdigest()
+
+
+def suite_id(suite: SuiteKind) -> str:
+    return f"{suite.config.name}-{content_hash(suite)[:10]}"
