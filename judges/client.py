@@ -1,8 +1,9 @@
 """An async client for any OpenAI-compatible chat endpoint, built for judging.
 
-Bounded concurrency, per-call timeouts, retries with exponential backoff and full jitter that
-honour Retry-After, and a retry budget shared by every call of one client, so a dead server
-costs seconds, not hours. Structured output is negotiated once per client: json_schema, then
+The HTTP policy — bounded concurrency, per-call timeouts, retries with exponential backoff and
+full jitter that honour Retry-After, and a retry budget shared by every call of one client — is
+the shared transport's (harness.transport), the same one the `openai:` backend uses.
+Structured output is negotiated once per client: json_schema, then
 llama.cpp's `{"type": "json_object", "schema": ...}`, then plain text parsed strictly. A reply
 that never parses (or fails `validate`) comes back as an error with its raw text, never a value.
 
@@ -13,11 +14,9 @@ text this module returns, so it cannot reach the store, logs or reports.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -29,13 +28,13 @@ from pydantic import Field
 from harness.config import Strict
 from harness.errors import UserError
 from harness.secrets import register_secret_env
+from harness.transport import RETRYABLE, HttpPolicy, Transport
 
 log = logging.getLogger(__name__)
 
 MODES = ("json_schema", "json_object", "text")
 # Statuses with which servers refuse a response_format they do not support (llama.cpp: 500).
 _REJECTS = {400, 422, 500, 501}
-_RETRYABLE = {408, 409, 425, 429}
 
 
 class EndpointConfig(Strict):
@@ -113,13 +112,18 @@ class JudgeClient:
         self.config = config
         self.base_url = config.resolved_base_url()
         self.model = config.resolved_model()
-        self.calls = 0
-        """HTTP requests made (retries and negotiation included)."""
-        self.retries_left = config.retry_budget
+        policy = HttpPolicy(
+            **{k: getattr(config, k) for k in HttpPolicy.model_fields}  # the same names, by design
+        )
+        self.transport = Transport(self.base_url, config.api_key_env, policy, what="judge endpoint")
         fixed = config.response_format
         self._mode_floor = 0 if fixed == "auto" else MODES.index(fixed)
         self._confirmed: set[str] = set()
-        self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests made (retries and negotiation included)."""
+        return self.transport.calls
 
     @property
     def identity(self) -> str:
@@ -144,47 +148,20 @@ class JudgeClient:
 
     async def complete(self, call: Call) -> Reply:
         """One judgment: negotiate, retry, parse, validate. Never raises for server trouble."""
-        oai, sem = self._session()
-        async with sem:
-            return await self._complete(oai, call)
+        return await self._complete(call)
 
     async def aclose(self) -> None:
-        entry = self._per_loop.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            await entry[0].close()
-
-    # -- internals ------------------------------------------------------------------------
-    def _session(self) -> tuple[Any, asyncio.Semaphore]:
-        # httpx clients and semaphores belong to one event loop; asyncio.run makes a new loop.
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._per_loop:
-            import openai
-
-            oai = openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self._key() or "no-key",
-                timeout=self.config.timeout,
-                max_retries=0,  # we retry ourselves: jitter, Retry-After, a shared budget
-            )
-            self._per_loop[loop_id] = (oai, asyncio.Semaphore(self.config.max_concurrency))
-        return self._per_loop[loop_id]
-
-    def _key(self) -> str:
-        return os.environ.get(self.config.api_key_env, "")
+        await self.transport.aclose()
 
     def scrub(self, text: str | None) -> str | None:
-        """`text` with the API key (if any) replaced, so it can be stored or logged."""
-        key = self._key()
-        if text is None or len(key) < 4:
-            return text
-        return text.replace(key, "***")
+        """`text` with the API key (and every other registered secret) replaced."""
+        return self.transport.scrub(text)
 
-    async def _complete(self, oai: Any, call: Call) -> Reply:
-        import openai
-
+    # -- internals ------------------------------------------------------------------------
+    async def _complete(self, call: Call) -> Reply:
         cfg = self.config
         t0 = time.perf_counter()
-        attempts = retries = parse_tries = 0
+        attempts = parse_tries = 0
         raw: str | None = None
 
         def done(value: Any, error: str | None, mode: str | None, usage: Any = None) -> Reply:
@@ -201,44 +178,33 @@ class JudgeClient:
 
         while True:
             mode = self.mode if call.schema is not None else "text"
-            attempts += 1
-            self.calls += 1
-            error, retry_after = None, None
-            try:
-                resp = await oai.chat.completions.create(**self._request(call, mode))
-            except openai.APIStatusError as e:
-                raw = _body_text(e)
-                if self._rejects_format(mode, e.status_code):
+            request = self._request(call, mode)
+
+            def stop_on(status: int, mode: str = mode) -> bool:
+                # a refusal of an untried response_format is negotiated here, not retried
+                return self._may_reject(mode, status) or not (status in RETRYABLE or status >= 500)
+
+            out = await self.transport.call(
+                lambda oai, request=request: oai.chat.completions.create(**request), give_up_on=stop_on
+            )
+            attempts += out.attempts
+            if out.error is not None:
+                raw = out.body
+                if out.status is not None and self._rejects_format(mode, out.status):
                     continue  # negotiation, not a retry: the next mode is tried at once
-                error = f"HTTP {e.status_code} from judge endpoint: {_short(raw)}"
-                if not (e.status_code in _RETRYABLE or e.status_code >= 500):
-                    return done(None, error, mode)
-                retry_after = _retry_after(e.response.headers)
-            except openai.APITimeoutError:
-                error = f"judge call timed out after {cfg.timeout:g} s"
-            except openai.APIConnectionError as e:
-                error = f"cannot reach judge endpoint {self.base_url}: {e.__cause__ or e}"
-            else:
-                choice = resp.choices[0] if resp.choices else None
-                raw = (choice.message.content if choice is not None else None) or ""
-                self._confirmed.add(mode)
-                try:
-                    value = call.validate(raw if call.schema is None else parse_json_object(raw))
-                except ValueError as e:
-                    if parse_tries < cfg.parse_retries and self._take_retry():
-                        parse_tries += 1
-                        continue
-                    return done(None, f"judge reply rejected ({e})", mode, resp.usage)
-                return done(value, None, mode, resp.usage)
-            # A transient failure: wait and retry while this call and the run have retries left.
-            if retry_after is not None and retry_after > cfg.max_retry_after:
-                return done(None, f"{error}; server asked to wait {retry_after:g} s", mode)
-            if retries >= cfg.max_retries:
-                return done(None, f"{error} (gave up after {attempts} attempts)", mode)
-            if not self._take_retry():
-                return done(None, f"{error} (retry budget of {cfg.retry_budget} exhausted)", mode)
-            await asyncio.sleep(self._delay(retries, retry_after))
-            retries += 1
+                return done(None, out.error, mode)
+            resp = out.value
+            choice = resp.choices[0] if resp.choices else None
+            raw = (choice.message.content if choice is not None else None) or ""
+            self._confirmed.add(mode)
+            try:
+                value = call.validate(raw if call.schema is None else parse_json_object(raw))
+            except ValueError as e:
+                if parse_tries < cfg.parse_retries and self.transport.take_retry():
+                    parse_tries += 1
+                    continue
+                return done(None, f"judge reply rejected ({e})", mode, resp.usage)
+            return done(value, None, mode, resp.usage)
 
     def _request(self, call: Call, mode: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -256,11 +222,17 @@ class JudgeClient:
             kwargs["response_format"] = {"type": "json_object", "schema": call.schema}
         return kwargs
 
+    def _may_reject(self, mode: str, status: int) -> bool:
+        return (
+            mode != "text"
+            and mode not in self._confirmed
+            and status in _REJECTS
+            and self.config.response_format == "auto"
+        )
+
     def _rejects_format(self, mode: str, status: int) -> bool:
         """A refusal of a response_format never seen working moves every later call down a mode."""
-        if mode == "text" or mode in self._confirmed or status not in _REJECTS:
-            return False
-        if self.config.response_format != "auto":
+        if not self._may_reject(mode, status):
             return False
         if MODES[self._mode_floor] == mode:
             self._mode_floor += 1
@@ -268,18 +240,6 @@ class JudgeClient:
                 "%s rejected response_format %s (HTTP %s); using %s", self.base_url, mode, status, self.mode
             )
         return True
-
-    def _take_retry(self) -> bool:
-        if self.retries_left <= 0:
-            return False
-        self.retries_left -= 1
-        return True
-
-    def _delay(self, retry: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after * random.uniform(1.0, 1.1)  # never sooner than asked
-        cap = min(self.config.backoff_max, self.config.backoff_base * 2**retry)
-        return random.uniform(cap / 2, cap)  # jitter keeps concurrent retries from re-colliding
 
 
 def _strict_schema(schema: Any) -> Any:
@@ -289,36 +249,6 @@ def _strict_schema(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_strict_schema(v) for v in schema]
     return schema
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from Retry-After (seconds or an HTTP date) or retry-after-ms; None if absent."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def _body_text(e: Any) -> str:
-    try:
-        return e.response.text
-    except Exception:  # a streamed or closed body: the SDK's message is what we have
-        return str(e)
-
-
-def _short(text: str | None, n: int = 300) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[:n] + "…"
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)

@@ -132,12 +132,13 @@ class LocalJudge:
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         width = max(len(x) for x in ids)
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        dev = self.model.input_device()  # the judge model's own placement (cpu, cuda, device_map)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=dev)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=dev)
         self.calls += 1
         self.model.calls["forward"] += 1
         with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, -1, :].float()
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, -1, :].float().cpu()
         probs = torch.softmax(logits, dim=-1).double()
         out = []
         for row, c in zip(probs, criteria):

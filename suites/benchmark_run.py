@@ -137,13 +137,19 @@ def _no_bar(original: Any, *args: Any, **kwargs: Any) -> Any:
     return original(*args, **{**kwargs, "disable": True})
 
 
-def make_lm(backend: Any, batch_size: int, max_length: int | None) -> Any:
-    """lm-eval's HFLM on the backend's loaded model, so adapters, dtype and 4-bit stay ours;
-    any other backend through our own LM adapter (suites.benchmark_lm)."""
+def make_lm(backend: Any, batch_size: int | str, max_length: int | None) -> Any:
+    """lm-eval's HFLM on the backend's loaded model, so adapters, dtype, device and 4-bit stay
+    ours (HFLM takes the device from the placed model); any other backend through our own LM
+    adapter (suites.benchmark_lm). `auto` is lm-eval's own batch search on a GPU; on CPU, where
+    its 5 trial forwards at 64 × max_length would cost more than they save, a fixed size."""
+    from harness.models.batching import fixed
+
     if not backend.capabilities.local_weights:
         from suites.benchmark_lm import backend_lm
 
-        return backend_lm(backend, batch_size, max_length)
+        return backend_lm(backend, fixed(batch_size), max_length)
+    if batch_size == "auto" and not backend.resolved.device.startswith("cuda"):
+        batch_size = fixed(batch_size)
     from lm_eval.models.huggingface import HFLM
 
     calls = backend.calls

@@ -40,7 +40,9 @@ def _echoing_reply(body: dict) -> str:
 
 def test_echoed_key_is_in_no_stored_rendered_or_logged_text(tmp_path, server):
     server.reset(reply=_echoing_reply)
-    rows = [{"id": f"q{i}", "question": f"Question {i}?", "answer": "yes", "note": f"key {KEY}"} for i in range(3)]
+    rows = [
+        {"id": f"q{i}", "question": f"Question {i}?", "answer": "yes", "note": f"key {KEY}"} for i in range(3)
+    ]
     endpoint = {"base_url": server.base_url, "model": "fake", "api_key_env": ENV, "backoff_base": 0.01}
     suite = write_suite(
         tmp_path / "s",

@@ -40,8 +40,9 @@ class QuantizationSettings(Strict):
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     """Quantise the quantisation constants too (saves ~0.4 bit per parameter)."""
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """dtype the 4-bit weights are de-quantised to for matmuls; bfloat16 on recent GPUs."""
+    compute_dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """dtype the 4-bit weights are de-quantised to for matmuls; bfloat16 on recent GPUs; auto:
+    the model spec's dtype as resolved (bfloat16/float16 on a GPU, float32 on CPU)."""
 
 
 class DataSettings(Strict):
@@ -82,7 +83,9 @@ class _TrainConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     """Names the adapter folder and the training run."""
     model: str = "smollm2"
-    """Model spec to train: a base, or a base with ?adapter=DIR to continue that adapter."""
+    """Model spec to train: a base, or a base with ?adapter=DIR to continue that adapter; its
+    ?device=auto|cpu|cuda|mps and ?dtype=auto|float32|bfloat16|float16 place the model
+    (harness.models.device: auto = CUDA in bfloat16 where there is one, else the CPU in float32)."""
     data: DataSettings
     lora: LoraSettings = LoraSettings()
     quantization: QuantizationSettings = QuantizationSettings()

@@ -36,7 +36,7 @@ def train_dpo(loaded: LoadedConfig, db: Path, progress: job.Progress | None = No
     def build(args: dict[str, Any], callbacks: list[Any]) -> DPOTrainer:
         return DPOTrainer(
             model=tm.model,
-            args=DPOConfig(**args, beta=cfg.beta, loss_type=[cfg.loss_type]),
+            args=DPOConfig(**args, **tm.trainer_device_args, beta=cfg.beta, loss_type=[cfg.loss_type]),
             train_dataset=Dataset.from_list(dpo_rows(splits.train)),
             eval_dataset=Dataset.from_list(dpo_rows(splits.eval)) if splits.eval else None,
             processing_class=tm.tokenizer,

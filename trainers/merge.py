@@ -5,6 +5,11 @@ so a merge that silently changed the model never ships. Merging and the check ru
 (the saved weights are in the spec's dtype), so it needs memory for a float64 copy of the
 model. QLoRA adapters are merged into the full-precision base: merging into 4-bit weights
 would round the update away.
+
+Merging runs on the CPU unless the spec names a device (`…?device=cuda&adapter=DIR`): a float64
+copy of a 7B model is 56 GB, more than most GPUs hold, and merging is cheap next to evaluating.
+The saved dtype is the spec's explicit `dtype`, else float32 (never what `dtype=auto` picks on
+this machine, so the merged folder's content, and its fingerprint, do not depend on the machine).
 """
 
 from __future__ import annotations
@@ -67,9 +72,13 @@ def merge_adapter(spec: str, out: Path, *, tolerance: float = 1e-4, db: Path | N
     out = out.expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise UserError(f"output folder {out} exists and is not empty", field="out")
-    dtype = getattr(torch, resolved.options.get("dtype", "float32"))
+    asked = resolved.spec.options.get("dtype", "auto")
+    dtype = getattr(torch, "float32" if asked == "auto" else asked)
+    device = merge_device(resolved)
     tok = AutoTokenizer.from_pretrained(resolved.weights)
     base = AutoModelForCausalLM.from_pretrained(resolved.weights, dtype=torch.float64)
+    if device != "cpu":
+        base = base.to(device)
     model = PeftModel.from_pretrained(base, str(resolved.adapter)).eval()
     expected = _logits(model, tok, torch)
     merged = model.merge_and_unload().to(dtype)
@@ -80,6 +89,8 @@ def merge_adapter(spec: str, out: Path, *, tolerance: float = 1e-4, db: Path | N
     del model, merged, base
     gc.collect()
     reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float64).eval()
+    if device != "cpu":
+        reloaded = reloaded.to(device)
     diff = float((_logits(reloaded, tok, torch) - expected).abs().max())
     if diff > tolerance:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -91,15 +102,21 @@ def merge_adapter(spec: str, out: Path, *, tolerance: float = 1e-4, db: Path | N
     return MergeResult(out, merged_id, resolved.model_id, diff)
 
 
+def merge_device(resolved: ResolvedModel) -> str:
+    """The CPU, unless the spec asked for a device (then where choose_placement put it)."""
+    return "cpu" if resolved.spec.options.get("device", "auto") == "auto" else resolved.device
+
+
 def _logits(model: Any, tok: Any, torch: Any) -> Any:
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in PROBES]
     width = max(map(len, ids))
-    input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
-    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+    dev = next(model.parameters()).device
+    input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=dev)
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=dev)
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
-    return logits * mask.unsqueeze(-1)  # padded positions are not part of the comparison
+        logits = model(input_ids=input_ids, attention_mask=mask).logits.float().cpu()
+    return logits * mask.unsqueeze(-1).cpu()  # padded positions are not part of the comparison
 
 
 def _register(db: Path, candidate: ResolvedModel, out: Path) -> str:

@@ -2,12 +2,18 @@
 
 Quantisation and LoRA settings go through TRL's own `get_quantization_config` /
 `get_peft_config` hooks, so a tunegate config means what the same TRL script would.
+
+Device and dtype come from the model spec, resolved as for evaluation
+(harness.models.device): `model: smollm2` trains on CUDA in bfloat16 where there is one and on
+the CPU in float32 otherwise, exactly as before device choice; `?device=cpu&dtype=…` pins it.
+The trainer itself (accelerate) uses the first visible GPU, so `cuda:N` is refused with the
+CUDA_VISIBLE_DEVICES hint, and an explicit `device=cpu` on a GPU machine tells it `use_cpu`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import UserError
@@ -26,6 +32,8 @@ class TrainableModel:
     quantized: bool
     peft_config: Any | None
     """The new LoRA adapter to add (None when continuing the spec's adapter)."""
+    trainer_device_args: dict[str, Any] = field(default_factory=dict)
+    """TrainingArguments that keep the trainer on the spec's device (empty: its own choice)."""
 
 
 def load_trainable(loaded: LoadedConfig) -> TrainableModel:
@@ -42,9 +50,12 @@ def load_trainable(loaded: LoadedConfig) -> TrainableModel:
     quant = cfg.quantization
     want_4bit = quant.load_in_4bit or bool(resolved.options.get("load_in_4bit"))
     targets = cfg.lora.target_modules
+    placed_dtype = resolved.options.get("dtype", "float32")
+    device_args = trainer_device_args(resolved.device, loaded)
+    compute_dtype = placed_dtype if quant.compute_dtype == "auto" else quant.compute_dtype
     trl_args = ModelConfig(
         model_name_or_path=str(resolved.weights),
-        dtype=quant.compute_dtype if want_4bit else resolved.options.get("dtype", "float32"),
+        dtype=compute_dtype if want_4bit else placed_dtype,
         use_peft=True,
         lora_r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -58,6 +69,8 @@ def load_trainable(loaded: LoadedConfig) -> TrainableModel:
     if want_4bit:
         _require_bitsandbytes(loaded)
         kwargs["quantization_config"] = get_quantization_config(trl_args)
+        if resolved.device != "cpu":  # bitsandbytes quantizes on the way onto the GPU
+            kwargs["device_map"] = {"": resolved.device}
     tokenizer = AutoTokenizer.from_pretrained(resolved.weights)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -77,14 +90,29 @@ def load_trainable(loaded: LoadedConfig) -> TrainableModel:
             log.warning("model spec has an adapter: continuing it, so the config's `lora` section is ignored")
 
         model = PeftModel.from_pretrained(model, str(resolved.adapter), is_trainable=True)
-        return TrainableModel(model, tokenizer, resolved, want_4bit, None)
+        return TrainableModel(model, tokenizer, resolved, want_4bit, None, device_args)
     check_target_modules(model, targets, loaded)
     peft_config = get_peft_config(trl_args)
     if not isinstance(targets, str):
         # ModelConfig turns a one-item list into a bare string (an argparse convenience), which
         # peft would read as a regex over full module paths; a set means "these suffixes".
         peft_config.target_modules = set(targets)
-    return TrainableModel(model, tokenizer, resolved, want_4bit, peft_config)
+    return TrainableModel(model, tokenizer, resolved, want_4bit, peft_config, device_args)
+
+
+def trainer_device_args(device: str, loaded: LoadedConfig) -> dict[str, Any]:
+    """What the trainer must be told for the spec's device; nothing where it picks the same."""
+    from harness.models.device import cuda_available, mps_available
+
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise loaded.error(
+            f"the trainer uses the first visible GPU: for {device}, run with "
+            f"CUDA_VISIBLE_DEVICES={device.split(':')[1]} and device=cuda",
+            ("model",),
+        )
+    if device == "cpu" and (cuda_available() or mps_available()):
+        return {"use_cpu": True}
+    return {}
 
 
 def linear_module_names(model: Any) -> list[str]:

@@ -37,7 +37,12 @@ def train_sft(loaded: LoadedConfig, db: Path, progress: job.Progress | None = No
     def build(args: dict[str, Any], callbacks: list[Any]) -> SFTTrainer:
         return SFTTrainer(
             model=tm.model,
-            args=SFTConfig(**args, packing=cfg.packing, completion_only_loss=cfg.loss_on == "assistant"),
+            args=SFTConfig(
+                **args,
+                **tm.trainer_device_args,
+                packing=cfg.packing,
+                completion_only_loss=cfg.loss_on == "assistant",
+            ),
             train_dataset=Dataset.from_list(sft_rows(splits.train, cfg.loss_on)),
             eval_dataset=Dataset.from_list(sft_rows(splits.eval, cfg.loss_on)) if splits.eval else None,
             processing_class=tm.tokenizer,

@@ -133,8 +133,13 @@ def main() -> None:
         console_err.print(f"error: {scrub(message)}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
     if rc == 130:
-        rc = signals.exit_code()  # 143 after SIGTERM
         _say_interrupted(signals.interrupted())
+        # An interrupt that landed inside an import makes CPython re-kill itself with SIGINT at
+        # exit (status -2), whatever we return: leave now with the documented 130 / 143.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(signals.exit_code())
     if isinstance(rc, int) and rc:
         sys.exit(rc)
 

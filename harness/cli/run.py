@@ -33,8 +33,14 @@ def run_cmd(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (matters only when sampling).")] = 1234,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Prompts per model batch.")
-    ] = 8,
+        str,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            help="Prompts per model batch, or auto: the largest that fits the GPU (halved on "
+            "out-of-memory); on CPU auto is 8.",
+        ),
+    ] = "8",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     keep_errors: Annotated[
         bool,
@@ -45,8 +51,10 @@ def run_cmd(
     ] = False,
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
+    from harness.models.batching import parse_batch_size
     from harness.runner import RunOptions
 
+    batch = parse_batch_size(batch_size)
     if resume:
         model, suite = _resume_target(db, resume, model, suite)
     if not model or not suite:
@@ -57,7 +65,7 @@ def run_cmd(
         model,
         suite,
         db,
-        RunOptions(limit=limit, seed=seed, batch_size=batch_size, resume=resume, keep_errors=keep_errors),
+        RunOptions(limit=limit, seed=seed, batch_size=batch, resume=resume, keep_errors=keep_errors),
         progress=progress,
     )
     for o in outcomes:
@@ -81,6 +89,12 @@ def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = 
     spec = parse_model_spec(model)
     resolved = resolve_model(spec)
     backend = open_backend(resolved)
+    if options.batch_size == "auto" and not backend.capabilities.auto_batch:
+        from dataclasses import replace
+
+        from harness.models.batching import DEFAULT_BATCH
+
+        options = replace(options, batch_size=DEFAULT_BATCH)  # nothing to search: a fixed size
     from harness.runner.capabilities import check_capabilities
 
     for s in loaded:  # every suite the model cannot serve is refused before anything is stored

@@ -75,6 +75,9 @@ class Capabilities:
     """A local tokenizer is available (token counts, windows, chat templates)."""
     local_weights: bool = False
     """A loaded transformers model object is available (lm-eval's HFLM, the local judge)."""
+    auto_batch: bool = False
+    """`batch_size="auto"` is served (the largest batch that fits, halved on out-of-memory);
+    for other backends the CLI turns `auto` into a fixed size."""
     replay: bool = False
     """Outputs are replayed from a file by example id (predictions); no model is called."""
     endpoint: bool = False

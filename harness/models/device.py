@@ -9,10 +9,13 @@ so every cached output) made before device choice existed stays valid.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,17 @@ def _torch() -> Any:
     return torch
 
 
+def _has_torch() -> bool:
+    # A core install (a CI gate job) has no torch: it can only mean the CPU, and resolving a
+    # local spec there (gate's spec lookup) must not fail on the import.
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def cuda_available() -> bool:
     """Patched in tests to exercise the GPU choice on a CPU machine."""
-    return bool(_torch().cuda.is_available())
+    return _has_torch() and bool(_torch().cuda.is_available())
 
 
 def cuda_bf16_supported() -> bool:
@@ -59,6 +70,8 @@ def cuda_device_count() -> int:
 
 
 def mps_available() -> bool:
+    if not _has_torch():
+        return False
     backend = getattr(_torch().backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
@@ -85,10 +98,6 @@ def choose_placement(device: str = "auto", dtype: str = "auto", device_map: str 
         else:
             dtype = "float32"
     if device_map and not device.startswith("cuda"):
-        device_map = None  # one CPU/MPS device: nothing to spread
+        log.info("device_map=%s ignored on %s: one device, nothing to spread", device_map, device)
+        device_map = None
     return Placement(device, dtype, device_map)
-
-
-def needs_probe(options: dict[str, Any]) -> bool:
-    """True when the placement depends on the machine (so torch must be asked)."""
-    return options.get("device", "auto") != "cpu" or options.get("dtype", "auto") == "auto"

@@ -8,7 +8,6 @@ come early, ETAs are honest) and yielded with their original index.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from harness.models.base import (
     prepare_local,
     render_messages_plain,
 )
+from harness.models.batching import Batcher, BatchSize
 from harness.models.resolve import ResolvedModel
 from harness.models.windows import rolling_windows
 from harness.suite import Request
@@ -33,12 +33,17 @@ log = logging.getLogger(__name__)
 
 
 class HFModel:
-    """A causal LM loaded with transformers (+ peft adapter). Weights load on first use."""
+    """A causal LM loaded with transformers (+ peft adapter). Weights load on first use.
+
+    Placement (device, dtype, device_map) was chosen when the spec was resolved
+    (harness.models.device); `batch_size="auto"` searches the largest batch that fits
+    (harness.models.batching)."""
 
     capabilities = Capabilities(
         requests=frozenset({"generate", "loglikelihood", "rolling_loglikelihood"}),
         tokenizer=True,
         local_weights=True,
+        auto_batch=True,
     )
 
     def __init__(self, resolved: ResolvedModel) -> None:
@@ -51,6 +56,7 @@ class HFModel:
         self._model: Any = None
         self.calls = {"generate": 0, "forward": 0}
         """Model invocations (batches), so tests and benches can prove cache hits."""
+        self._batchers: dict[str, Batcher] = {}
 
     # -- loading --------------------------------------------------------------------------
     @property
@@ -68,9 +74,11 @@ class HFModel:
         kwargs: dict[str, Any] = {"dtype": dtype}
         placed = False  # 4-bit and device_map load straight onto their devices
         if opts.get("load_in_4bit"):
-            kwargs["quantization_config"] = _nf4_config(torch, dtype)
+            # On CPU the 4-bit matmuls stay in float32 whatever the dtype (as before device choice)
+            compute = dtype if self.device != "cpu" else torch.float32
+            kwargs["quantization_config"] = _nf4_config(torch, compute)
             if self.device != "cpu":
-                kwargs["device_map"] = {"": self.device}
+                kwargs["device_map"] = opts.get("device_map") or {"": self.device}
             placed = True
         elif opts.get("device_map"):
             kwargs["device_map"] = opts["device_map"]
@@ -89,11 +97,17 @@ class HFModel:
     def device(self) -> str:
         return self.resolved.device
 
-    def _input_device(self) -> Any:
+    def input_device(self) -> Any:
         """Where inputs go: the model's first parameter's device (device_map spreads layers)."""
         if self._model is None or self.device == "cpu":
             return self.device
         return next(self._model.parameters()).device
+
+    def _batcher(self, loop: str, batch_size: BatchSize) -> Batcher:
+        """A fixed size is used as given; `auto` keeps what fitted last time in this loop."""
+        if batch_size != "auto":
+            return Batcher(batch_size, self.device)
+        return self._batchers.setdefault(loop, Batcher("auto", self.device))
 
     def preflight(self, needed: set[str], what: str) -> None:
         """Nothing to verify: the capabilities are static."""
@@ -122,7 +136,7 @@ class HFModel:
         self,
         requests: Sequence[Request | str],
         params: GenerationParams,
-        batch_size: int,
+        batch_size: BatchSize,
         seed: int | None = None,
     ) -> Iterator[list[tuple[int, Generated]]]:
         """Greedy (or sampled) continuations of prepared requests (or prompt strings), a batch
@@ -133,16 +147,17 @@ class HFModel:
         prompts = [r if isinstance(r, str) else self.prepare(r).prompt or "" for r in requests]
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            t0 = time.perf_counter()
-            try:
-                outs = self._generate_batch([ids[i] for i in batch], params, torch)
-            except (RuntimeError, ValueError) as e:  # e.g. out of memory, bad length
-                dt = (time.perf_counter() - t0) / len(batch)
+        batches = self._batcher("generate", batch_size).run(
+            order,
+            lambda batch: self._generate_batch([ids[i] for i in batch], params, torch),
+            keep=(RuntimeError, ValueError),  # e.g. out of memory (at batch size 1), bad length
+        )
+        for batch, outs, seconds in batches:
+            dt = seconds / len(batch)
+            if isinstance(outs, BaseException):
+                e = outs
                 yield [(i, Generated(None, len(ids[i]), 0, dt, f"{type(e).__name__}: {e}")) for i in batch]
                 continue
-            dt = (time.perf_counter() - t0) / len(batch)
             yield [
                 (i, Generated(cut_at_stop(text, params.stop), len(ids[i]), n, dt))
                 for i, (text, n) in zip(batch, outs)
@@ -153,7 +168,7 @@ class HFModel:
         width = max(len(x) for x in batch_ids)
         pad = tok.pad_token_id
         # Left padding: every row's last prompt token sits at the same position.
-        dev = self._input_device()
+        dev = self.input_device()
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids], device=dev)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids], device=dev)
         gen_kwargs: dict[str, Any] = {
@@ -178,7 +193,7 @@ class HFModel:
 
     # -- log-likelihood -------------------------------------------------------------------
     def loglikelihood(
-        self, requests: Sequence[tuple[str, str]], batch_size: int
+        self, requests: Sequence[tuple[str, str]], batch_size: BatchSize
     ) -> Iterator[list[tuple[int, LogLikelihood]]]:
         """log P(continuation | context) and is-greedy, as lm-eval's HFLM computes them: the
         whole string is encoded, the context's tokens are those of the context alone (a
@@ -199,26 +214,27 @@ class HFModel:
                 ctx_ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
             pairs.append(((ctx_ids + cont_ids)[-(limit + 1) :][:-1], cont_ids))
         order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            t0 = time.perf_counter()
+
+        def forward(idx: list[int]) -> tuple[list[tuple[int, list[int], list[int]]], Any]:
             batch = [(i, inp, tgt) for i in idx for inp, tgt in [pairs[i]]]
-            logits = self._window_logits(batch, torch)
-            dt = (time.perf_counter() - t0) / len(batch)
+            return batch, self._window_logits(batch, torch)
+
+        for _idx, (batch, logits), seconds in self._batcher("loglikelihood", batch_size).run(order, forward):
+            dt = seconds / len(batch)
             out = []
             for row, (i, inp, tgt) in enumerate(batch):
                 n = len(inp)
                 if not tgt:
                     out.append((i, LogLikelihood(0.0, True, 0, dt)))
                     continue
-                lp = torch.log_softmax(logits[row, n - len(tgt) : n], dim=-1)
+                lp = torch.log_softmax(logits[row, n - len(tgt) : n].float().cpu(), dim=-1)
                 picked = lp.gather(1, torch.tensor(tgt).unsqueeze(1)).squeeze(1)
                 greedy = bool((lp.argmax(-1) == torch.tensor(tgt)).all())
                 out.append((i, LogLikelihood(float(picked.double().sum()), greedy, len(tgt), dt)))
             yield out
 
     def rolling_loglikelihood(
-        self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
+        self, texts: Sequence[str], max_length: int, stride: int, batch_size: BatchSize
     ) -> Iterator[list[tuple[int, RollingLL]]]:
         """NLL of every token of each text, in strided windows of at most `max_length` tokens.
 
@@ -247,11 +263,12 @@ class HFModel:
             if not ids:
                 remaining.pop(i)
                 yield [(i, RollingLL(None, 0, 0.0, "empty text: no tokens to score"))]
-        for start in range(0, len(order), batch_size):
-            batch = [windows[w] for w in order[start : start + batch_size]]
-            t0 = time.perf_counter()
-            nlls = self._window_nll(batch, torch)
-            dt = (time.perf_counter() - t0) / len(batch)
+        batches = self._batcher("rolling", batch_size).run(
+            order, lambda ws: self._window_nll([windows[w] for w in ws], torch)
+        )
+        for ws, nlls, seconds in batches:
+            batch = [windows[w] for w in ws]
+            dt = seconds / len(batch)
             finished = []
             for (i, _inp, tgt), nll in zip(batch, nlls):
                 totals[i][0] += nll
@@ -268,22 +285,23 @@ class HFModel:
         out = []
         for row, (_, inp, tgt) in enumerate(batch):
             n = len(inp)
-            lp = torch.log_softmax(logits[row, n - len(tgt) : n], dim=-1)
+            lp = torch.log_softmax(logits[row, n - len(tgt) : n].float().cpu(), dim=-1)
             picked = lp.gather(1, torch.tensor(tgt).unsqueeze(1)).squeeze(1)
             out.append(-float(picked.double().sum()))
         return out
 
     def _window_logits(self, batch: list[tuple[int, list[int], list[int]]], torch: Any) -> Any:
-        """Right-padded forward pass; float32 logits on the CPU."""
+        """Right-padded forward pass. Logits stay where the model is (callers move only the
+        scored positions to the CPU in float32: the whole batch's logits can be gigabytes)."""
         width = max(len(inp) for _, inp, _ in batch)
         pad = self.tokenizer.pad_token_id
         model = self.model
-        dev = self._input_device()
+        dev = self.input_device()
         input_ids = torch.tensor([inp + [pad] * (width - len(inp)) for _, inp, _ in batch], device=dev)
         mask = torch.tensor([[1] * len(inp) + [0] * (width - len(inp)) for _, inp, _ in batch], device=dev)
         self.calls["forward"] += 1
         with torch.inference_mode():
-            return model(input_ids=input_ids, attention_mask=mask).logits.float().cpu()
+            return model(input_ids=input_ids, attention_mask=mask).logits
 
 
 def _nf4_config(torch: Any, compute_dtype: Any) -> Any:

@@ -317,18 +317,25 @@ class LlamaCppBackend:
 
     # -- generation -----------------------------------------------------------------------
     def generate(
-        self, requests: Sequence[Request | str], params: GenerationParams, batch_size: int
+        self,
+        requests: Sequence[Request | str],
+        params: GenerationParams,
+        batch_size: int,
+        seed: int | None = None,
     ) -> Iterator[list[tuple[int, Generated]]]:
         """Greedy (temperature 0) or sampled continuations, one sequence at a time (llama.cpp
-        decodes one sequence here), yielded `batch_size` at a time for the runner to store."""
+        decodes one sequence here), yielded `batch_size` at a time for the runner to store.
+        Sampling seeds each request from `seed` in a fixed order: a run is reproducible."""
         if not requests:
             return
         ids = [self._prompt_ids(r) for r in requests]
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
+        seeds = random.Random(seed)
         for start in range(0, len(order), batch_size):
-            yield [(i, self._generate_one(ids[i], params)) for i in order[start : start + batch_size]]
+            chunk = order[start : start + batch_size]
+            yield [(i, self._generate_one(ids[i], params, seeds.getrandbits(31))) for i in chunk]
 
-    def _generate_one(self, ids: list[int], params: GenerationParams) -> Generated:
+    def _generate_one(self, ids: list[int], params: GenerationParams, seed: int) -> Generated:
         t0 = time.perf_counter()
         sampled = params.temperature > 0
         kwargs: dict[str, Any] = dict(
@@ -340,8 +347,8 @@ class LlamaCppBackend:
             repeat_penalty=1.0,
             stop=list(params.stop) or None,
         )
-        if sampled:  # the runner seeds `random` with the run's seed: reproducible per run
-            kwargs["seed"] = random.getrandbits(31)
+        if sampled:
+            kwargs["seed"] = seed
         try:
             self.calls["generate"] += 1
             out = self.llm.create_completion(ids, **kwargs)

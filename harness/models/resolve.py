@@ -75,7 +75,9 @@ def resolve_local(spec: ModelSpec) -> ResolvedModel:
         _check_adapter(adapter)
     require_safetensors(weights, adapter)  # a pickled-only .bin is refused before any run exists
     opts = spec.options
-    placement = choose_placement(opts.get("device", "auto"), opts.get("dtype", "auto"), opts.get("device_map"))
+    placement = choose_placement(
+        opts.get("device", "auto"), opts.get("dtype", "auto"), opts.get("device_map")
+    )
     options = placement.fingerprint_options()
     if opts.get("load_in_4bit"):
         options["load_in_4bit"] = True

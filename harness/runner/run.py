@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 from harness import signals
 from harness.errors import UserError
@@ -27,7 +27,9 @@ class RunOptions:
     limit: int | None = None
     """Only the first N examples of the suite."""
     seed: int = 1234
-    batch_size: int = 8
+    batch_size: int | Literal["auto"] = 8
+    """Requests per model batch; "auto": the largest that fits (backends with
+    `capabilities.auto_batch`; harness.models.batching)."""
     resume: str | None = None
     """Run id to continue: examples without a stored result, and those that failed, are done."""
     keep_errors: bool = False

