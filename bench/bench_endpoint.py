@@ -21,7 +21,9 @@ from bench.common import report  # noqa: E402
 
 def make_suite(folder: Path, n: int) -> Path:
     (folder / "data.jsonl").write_text(
-        "".join(json.dumps({"id": f"q{i}", "q": f"What is {i} + {i}?", "a": str(2 * i)}) + "\n" for i in range(n))
+        "".join(
+            json.dumps({"id": f"q{i}", "q": f"What is {i} + {i}?", "a": str(2 * i)}) + "\n" for i in range(n)
+        )
     )
     suite = folder / "suite.yaml"
     suite.write_text(

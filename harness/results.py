@@ -68,12 +68,25 @@ def _signature(cs: corpus.CorpusStatistic | None, nrefs: Any, extra: str = "") -
 
 
 def paired_arrays(
-    store: Store, run_a: str, run_b: str, metric: str, aggregation: str, spec: dict[str, Any] | None = None
+    store: Store,
+    run_a: str,
+    run_b: str,
+    metric: str,
+    aggregation: str,
+    spec: dict[str, Any] | None = None,
+    exclude: set[str] | None = None,
 ) -> tuple[stats.ScoreArrays, stats.ScoreArrays, np.ndarray, dict[str, Any]]:
-    """Both runs' scores of one metric on the examples both scored, aligned, as numpy arrays."""
+    """Both runs' scores of one metric on the examples both scored, aligned, as numpy arrays.
+
+    `exclude`: example ids left out (e.g. contaminated ones, for a clean-subset comparison).
+    """
     labels = aggregation == "macro_f1"
     cs = _corpus_stat(aggregation, spec)
     cols = store.paired_score_columns(run_a, run_b, metric, labels=labels, stats=cs is not None)
+    if exclude:
+        keep = ~np.isin(np.asarray(cols["example_id"], dtype=object), list(exclude))
+        n = len(keep)
+        cols = {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in cols.items()}
     a = _score_arrays(cols, "_a", labels, cs)
     b = _score_arrays(cols, "_b", labels, cs)
     return a, b, np.asarray(cols["example_id"], dtype=object), cols
@@ -109,11 +122,15 @@ def compare_runs(
     test: str = "auto",
     ci: str = "auto",
     metrics: set[str] | None = None,
+    confidence: float = 0.95,
+    exclude: set[str] | None = None,
 ) -> tuple[RunRecord, RunRecord, list[MetricComparison]]:
     """Paired comparison of run `b` (candidate) against run `a` (baseline), metric by metric.
 
     `test` / `ci` name the paired test and interval (stats.TESTS, stats.CI_METHODS); a named one
     that does not fit a metric (McNemar on a continuous score, a t-test on macro-F1) is an error.
+    `confidence` is the CI's level (the gate widens it under a multiple-testing correction);
+    `exclude` leaves examples out of the pairing (the gate's `subset: clean`).
     """
     if test not in stats.TESTS:
         raise UserError(f"unknown paired test '{test}'; known: {', '.join(stats.TESTS)}", field="test")
@@ -131,7 +148,7 @@ def compare_runs(
         if m["metric"] not in metrics_b or (metrics is not None and m["metric"] not in metrics):
             continue
         agg = m["aggregation"]
-        pa, pb, ids, cols = paired_arrays(store, ra.run_id, rb.run_id, m["metric"], agg, m["spec"])
+        pa, pb, ids, cols = paired_arrays(store, ra.run_id, rb.run_id, m["metric"], agg, m["spec"], exclude)
         try:
             paired = stats.compare_paired(
                 pa,
@@ -141,6 +158,7 @@ def compare_runs(
                 binary=m["binary"],
                 test=test,
                 ci=ci,
+                confidence=confidence,
             )
         except ValueError as e:
             if test == "auto" and ci == "auto":

@@ -29,8 +29,9 @@ Locate = Callable[[str], UserError]
 class UserTemplate:
     """A compiled user template; `render(record)` raises located `UserError`s, never tracebacks."""
 
-    def __init__(self, source: str, locate: Locate) -> None:
+    def __init__(self, source: str, locate: Locate, name: str = "the template") -> None:
         self._locate = locate
+        self.name = name
         try:
             self._template = _ENV.from_string(source)
         except jinja2.TemplateSyntaxError as e:
@@ -51,7 +52,7 @@ class UserTemplate:
             ) from None
         except jinja2.UndefinedError as e:
             if record_error is not None:
-                raise record_error(f"record lacks a field the template uses ({e.message})") from None
+                raise record_error(f"record lacks a field {self.name} uses ({e.message})") from None
             raise self._locate(f"template uses an undefined value ({e.message})") from None
         except jinja2.TemplateError as e:
             raise self._locate(f"template failed to render: {e}") from None

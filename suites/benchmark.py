@@ -111,7 +111,8 @@ class BenchmarkSuite(SuiteKind):
             if bad is not None:
                 raise self.doc.error(
                     f"'{w}' uses lm-eval aggregation '{bad.aggregation}', which tunegate cannot recompute "
-                    "from per-doc scores (supported: mean, nanmean, perplexity, weighted_perplexity, bits_per_byte)",
+                    "from per-doc scores (supported: mean, nanmean, perplexity, weighted_perplexity, "
+                    "bits_per_byte)",
                     ("metrics", key, i),
                 )
             out += hits

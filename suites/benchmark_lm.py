@@ -45,7 +45,9 @@ def backend_lm(backend: Any, batch_size: int, max_length: int | None) -> Any:
                     out[i] = r
             for r in out:
                 if r is None or r.error is not None:
-                    raise UserError(f"a rolling log-likelihood request failed: {r.error if r else 'no answer'}")
+                    raise UserError(
+                        f"a rolling log-likelihood request failed: {r.error if r else 'no answer'}"
+                    )
             return [-r.nll for r in out]
 
         def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:

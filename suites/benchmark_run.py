@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from harness.errors import UserError
 from harness.lm_eval_rows import jsonable, task_rows
 
 _KEEP = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better")

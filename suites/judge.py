@@ -113,7 +113,7 @@ class JudgeSuite(TaskSuite):
         examples = super().load_examples()
         template = self.config.judge.question or self.config.prompt
         field = ("judge", "question") if self.config.judge.question else ("prompt",)
-        self._question = UserTemplate(template, lambda msg: self.doc.error(msg, field))
+        self._question = UserTemplate(template, lambda msg: self.doc.error(msg, field), ".".join(field))
         path = self.data_path()
         for ex in examples:  # render once now so a missing field fails before any run
             self._question.render(

@@ -23,6 +23,7 @@ from suites.base import (
 )
 from suites.metrics import METRICS, PRESETS, ExampleView
 
+
 class PromptedConfig(SuiteConfig):
     """What a suite that makes the model answer prompts declares (task and judge suites)."""
 
@@ -99,7 +100,9 @@ class TaskSuite(SuiteKind):
         path = self.data_path()
         rows = read_jsonl(path)
         ids = example_ids(rows, self.config.id_field, path)
-        template = UserTemplate(self.config.prompt, lambda msg: self.doc.error(msg, ("prompt",)))
+        template = UserTemplate(
+            self.config.prompt, lambda msg: self.doc.error(msg, ("prompt",)), "the prompt"
+        )
         examples = []
         ref_field = self.config.reference
         for eid, (n, rec) in zip(ids, rows):

@@ -121,7 +121,9 @@ class FakeOpenAI:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), 60)
             if behaviour == "badjson":
-                return web.Response(text='{"choices": [ {"text": "unterminated', content_type="application/json")
+                return web.Response(
+                    text='{"choices": [ {"text": "unterminated', content_type="application/json"
+                )
             if request.path.endswith("/v1/completions"):
                 text = st.reply(body) if st.reply else "a plain completion"
                 return web.json_response(_text_completion(text, echo_ignored=True))
@@ -164,12 +166,24 @@ def _completion(content: str) -> dict[str, Any]:
 
 def _text_completion(text: str, echo_ignored: bool) -> dict[str, Any]:
     """A legacy completion; with `echo_ignored`, logprobs cover the generated token only."""
-    logprobs = {"tokens": [text], "token_logprobs": [-0.5], "top_logprobs": [{text: -0.5}], "text_offset": [0]}
+    logprobs = {
+        "tokens": [text],
+        "token_logprobs": [-0.5],
+        "top_logprobs": [{text: -0.5}],
+        "text_offset": [0],
+    }
     return {
         "id": "cmpl-fake",
         "object": "text_completion",
         "created": int(time.time()),
         "model": "fake",
-        "choices": [{"index": 0, "text": text, "logprobs": logprobs if echo_ignored else None, "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "logprobs": logprobs if echo_ignored else None,
+                "finish_reason": "stop",
+            }
+        ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }

@@ -52,7 +52,9 @@ def test_chat_and_completion_modes_store_runs_and_rerun_for_free(llama, tmp_path
     assert r.returncode == 0, r.stderr
     assert _calls(r.stdout) == 6  # 3 chat + 3 raw completions
     con = duckdb.connect(str(db), read_only=True)
-    gens = con.execute("SELECT prompt, output, prompt_tokens, output_tokens, result FROM generations").fetchall()
+    gens = con.execute(
+        "SELECT prompt, output, prompt_tokens, output_tokens, result FROM generations"
+    ).fetchall()
     con.close()
     chat = [g for g in gens if g[0].startswith("[")]
     assert len(chat) == 3 and json.loads(chat[0][0])[0]["role"] == "user"  # messages were sent as messages
@@ -72,7 +74,9 @@ def test_base_vs_candidate_alias_compare_and_gate(llama, tmp_path, suites):
     qa, _ = suites
     db = tmp_path / "ab.duckdb"
     base = run_cli("run", "--model", f"openai:smollm2@{llama.base_url}", "--suite", str(qa), "--db", str(db))
-    cand = run_cli("run", "--model", f"openai:candidate@{llama.base_url}", "--suite", str(qa), "--db", str(db))
+    cand = run_cli(
+        "run", "--model", f"openai:candidate@{llama.base_url}", "--suite", str(qa), "--db", str(db)
+    )
     assert base.returncode == 0 and cand.returncode == 0, base.stderr + cand.stderr
     (rb,), (rc,) = _run_ids(base.stdout), _run_ids(cand.stdout)
     cmp_ = run_cli("compare", rb, rc, "--db", str(db))
@@ -92,7 +96,9 @@ def test_base_vs_candidate_alias_compare_and_gate(llama, tmp_path, suites):
 
 def test_perplexity_on_llamacpp_server_is_refused_by_the_correctness_probe(llama, tmp_path):
     db = tmp_path / "ppl.duckdb"
-    r = run_cli("run", "--model", f"openai:smollm2@{llama.base_url}", "--suite", "heldout-text", "--db", str(db))
+    r = run_cli(
+        "run", "--model", f"openai:smollm2@{llama.base_url}", "--suite", "heldout-text", "--db", str(db)
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     err = r.stderr
     assert "perplexity suite heldout-text needs prompt log-probabilities" in err
@@ -157,9 +163,7 @@ def test_faults_are_retried_then_error_rows_never_zero_and_resume_retries_them(f
     assert res.returncode == 0, res.stdout + res.stderr
     assert _calls(res.stdout) == 2
     con = duckdb.connect(str(db), read_only=True)
-    n, n_err = con.execute(
-        "SELECT count(*), count(error) FROM scores WHERE run_id = ?", [run_id]
-    ).fetchone()
+    n, n_err = con.execute("SELECT count(*), count(error) FROM scores WHERE run_id = ?", [run_id]).fetchone()
     con.close()
     assert (n, n_err) == (6, 0)  # 3 examples × 2 metrics, each once
 
@@ -168,7 +172,9 @@ def test_hang_past_timeout_is_an_error_row(fake, tmp_path, suites):
     _, raw = suites
     db = tmp_path / "h.duckdb"
     fake.reset(default="hang")
-    r = run_cli("run", "--model", _spec(fake, max_retries="0"), "--suite", str(raw), "--db", str(db), "--limit", "1")
+    r = run_cli(
+        "run", "--model", _spec(fake, max_retries="0"), "--suite", str(raw), "--db", str(db), "--limit", "1"
+    )
     fake.reset()
     assert r.returncode == 0, r.stderr
     con = duckdb.connect(str(db), read_only=True)
@@ -192,8 +198,15 @@ def test_api_key_never_reaches_store_logs_or_report(fake, tmp_path, suites):
     fake.reset(default="echo_auth")  # replies quote the Authorization header, key included
     env = {"MY_ENDPOINT_KEY": key}
     r = run_cli(
-        "--debug", "run", "--model", _spec(fake, api_key_env="MY_ENDPOINT_KEY"), "--suite", str(qa),
-        "--db", str(db), env=env,
+        "--debug",
+        "run",
+        "--model",
+        _spec(fake, api_key_env="MY_ENDPOINT_KEY"),
+        "--suite",
+        str(qa),
+        "--db",
+        str(db),
+        env=env,
     )
     assert r.returncode == 0, r.stderr
     assert fake.state.requests and key in fake.state.requests[0]["auth"]  # the key was really sent
@@ -230,7 +243,15 @@ def test_bad_specs_are_one_line_exit_2_store_unchanged(tmp_path, suites, spec, m
 
 def test_unknown_model_on_the_server(llama, tmp_path, suites):
     qa, _ = suites
-    r = run_cli("run", "--model", f"openai:nope@{llama.base_url}", "--suite", str(qa), "--db", str(tmp_path / "x.duckdb"))
+    r = run_cli(
+        "run",
+        "--model",
+        f"openai:nope@{llama.base_url}",
+        "--suite",
+        str(qa),
+        "--db",
+        str(tmp_path / "x.duckdb"),
+    )
     assert r.returncode == 2 and "does not serve model 'nope' (it serves: smollm2" in r.stderr, r.stderr
 
 

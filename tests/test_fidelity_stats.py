@@ -74,14 +74,14 @@ def test_bca_ci_equals_scipy_bootstrap_bca(continuous) -> None:
     ref = sps.bootstrap(
         (c - b,), np.mean, n_resamples=3000, method="BCa", random_state=np.random.default_rng(5)
     ).confidence_interval
-    assert out.ci_method == "bca" and out.test == "wilcoxon"
+    assert out.ci_method == "bca" and out.test == "t"  # auto on a continuous mean: the paired t (#15)
     assert (out.ci_low, out.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
 
 
 def test_wilcoxon_pratt_equals_scipy(continuous) -> None:
     b, c = continuous
     pratt = compare_paired(ScoreArrays(b), ScoreArrays(c), test="wilcoxon_pratt")
-    wilcox = compare_paired(ScoreArrays(b), ScoreArrays(c))
+    wilcox = compare_paired(ScoreArrays(b), ScoreArrays(c), test="wilcoxon")
     assert pratt.test == "wilcoxon_pratt" and wilcox.test == "wilcoxon"
     assert pratt.p_value == pytest.approx(sps.wilcoxon(c - b, zero_method="pratt").pvalue, rel=1e-12)
     assert wilcox.p_value == pytest.approx(sps.wilcoxon(c - b, zero_method="wilcox").pvalue, rel=1e-12)

@@ -143,7 +143,7 @@ def test_significant_drop_fails_even_with_significance(tmp_path):
         db,
         _policy(tmp_path, "rules:\n  - {suite: qa, metric: token_f1, max_drop: 0.01, significance: 0.05}\n"),
     )
-    assert r.returncode == 1 and "wilcoxon p=" in r.stdout
+    assert r.returncode == 1 and "t p=" in r.stdout  # a mean delta: the paired t-test (#15)
 
 
 def test_junit_and_markdown_and_step_summary(tmp_path):

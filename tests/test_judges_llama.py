@@ -3,8 +3,6 @@ bundled SmolLM2 GGUF on loopback. Few, short calls: each costs ~1-3 s on 2 CPU c
 
 from __future__ import annotations
 
-import pytest
-
 from judges.base import Criterion, Subject
 from judges.client import EndpointConfig, JudgeClient
 from judges.pairwise import PairwiseJudge

@@ -116,8 +116,8 @@ def test_token_logprobs_match_transformers(llamacpp_smollm2, smollm2):
 
 
 def test_rolling_windows_and_chat_template_match_transformers(llamacpp_smollm2, smollm2):
-    text = " ".join(f"Sentence {i} says the river runs north past the old mill." for i in range(12))
-    for max_length, stride in ((64, 64), (64, 24)):
+    text = " ".join(f"Sentence {i} says the river runs north past the old mill." for i in range(6))
+    for max_length, stride in ((32, 32), (32, 12)):
         [[(_, ours)]] = list(llamacpp_smollm2.rolling_loglikelihood([text], max_length, stride, 4))
         [[(_, theirs)]] = list(smollm2.rolling_loglikelihood([text], max_length, stride, 4))
         assert ours.n_tokens == theirs.n_tokens == len(llamacpp_smollm2.tokenize(text))
@@ -177,7 +177,7 @@ def test_llamacpp_vs_transformers_stored_compared_gated(tmp_path):
     task = write_suite(tmp_path / "capitals", TASK, ROWS)
     runs = {}
     for model in ("smollm2", LLAMACPP):
-        r = run_cli("run", "--model", model, "--suite", "heldout-text", "--suite", str(task), "--limit", "3",
+        r = run_cli("run", "--model", model, "--suite", "heldout-text", "--suite", str(task), "--limit", "2",
                     "--db", str(db), "--no-progress")  # fmt: skip
         assert r.returncode == 0, r.stderr[-3000:]
         assert "0 errors" in r.stdout
@@ -222,9 +222,9 @@ def test_llamacpp_vs_transformers_stored_compared_gated(tmp_path):
     backend = LlamaCppBackend(resolve_model(LLAMACPP))
     with Store(db) as store:
         for suite in ("heldout-text", str(task)):
-            out = run_suite(store, backend, load_suite(suite), RunOptions(limit=3))
+            out = run_suite(store, backend, load_suite(suite), RunOptions(limit=2))
             assert out.model_calls == 0 and out.n_cached == out.n_examples == (
-                6 if suite == "heldout-text" else 4
+                2 if suite == "heldout-text" else 3
             )
     assert backend._llm is None and backend.calls == {"generate": 0, "eval": 0}
 
@@ -273,7 +273,8 @@ def test_echo_server_logprobs_match_in_process(echo_server, llamacpp_smollm2):
     with pytest.raises(urllib.error.HTTPError) as e:
         _post(f"{echo_server.base_url}/completions", {**body, "model": "nope"})
     assert e.value.code == 404
-    assert echo_server.requests()["completions"] >= 3
+    counts = echo_server.requests()  # the 404 is refused before it counts
+    assert counts["completions"] >= 2 and counts["chat"] >= 1
 
 
 def test_real_llama_cpp_server_echo_is_shifted_by_one(llamacpp_smollm2, tmp_path):

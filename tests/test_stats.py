@@ -214,7 +214,7 @@ def test_wilcoxon_matches_scipy():
     base = rng.normal(0.5, 0.2, 120).round(2)  # rounding creates ties and zero differences
     cand = (base + rng.normal(0.03, 0.05, 120)).round(2)
     cand[:10] = base[:10]
-    out = compare_paired(ScoreArrays(base), ScoreArrays(cand))
+    out = compare_paired(ScoreArrays(base), ScoreArrays(cand), test="wilcoxon")  # by name since #15
     ref = sps.wilcoxon(cand - base, zero_method="wilcox", alternative="two-sided").pvalue
     assert out.test == "wilcoxon" and out.p_value == pytest.approx(ref, rel=1e-12)
     assert out.delta == pytest.approx(cand.mean() - base.mean())

@@ -10,6 +10,7 @@ import sys
 import typer
 
 from harness.cli import (
+    contamination_cmd,
     data,
     gate,
     import_cmd,
@@ -68,6 +69,7 @@ app.command("compare")(results.compare_cmd)
 app.command("gate")(gate.gate_cmd)
 app.command("quickstart")(quickstart.quickstart_cmd)
 app.add_typer(suites_cmd.app, name="suites")
+data.app.command("contamination")(contamination_cmd.contamination_cmd)
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command("merge")(train.merge_cmd)

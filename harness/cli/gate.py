@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
@@ -47,8 +48,20 @@ def gate_cmd(
 def report_gate(result, *, junit: Path | None = None, summary: Path | None = None) -> int:
     """Print the table, write the CI artefacts, return the exit code (0 pass, 1 fail)."""
     from harness.gate import junit_xml, markdown
+    from harness.gate.render import p_cell, power_cell
 
-    t = Table("", "suite", "metric", "check", "threshold", "observed", "why", title=f"gate: {result.policy}")
+    t = Table(
+        "",
+        "suite",
+        "metric",
+        "check",
+        "threshold",
+        "observed",
+        "p",
+        "power",
+        "why",
+        title=f"gate: {result.policy}",
+    )
     for c in result.checks:
         t.add_row(
             "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]",
@@ -57,9 +70,17 @@ def report_gate(result, *, junit: Path | None = None, summary: Path | None = Non
             c.check,
             f"{c.threshold:g}",
             f"{c.observed:.4g}",
-            c.reason,
+            p_cell(c),
+            power_cell(c),
+            escape(c.reason),
         )
     console.print(t)
+    if result.correction != "none":
+        console.print(
+            f"correction: {result.correction} over {result.family} tested hypotheses", highlight=False
+        )
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
     failed = sum(not c.passed for c in result.checks)
     if result.passed:
         console.print(f"[bold green]gate passed[/]: {len(result.checks)} checks")

@@ -45,10 +45,12 @@ def show_cmd(
     """Metrics of one run: n, value, 95% bootstrap CI, errors."""
     from harness.results import summarize_run
     from harness.store import Store
+    from harness.store.contamination import summary_line
 
     with Store(db, must_exist=True) as store:
         run, metrics = summarize_run(store, run_id)
         done, errors = store.counts(run.run_id)
+        contamination = summary_line(store, run.suite_id, run.suite_name)
     console.print(
         f"[bold]{run.run_id}[/]  model {escape(label_spec(run.model_spec))}  suite {run.suite_name} "
         f"({run.suite_kind})  status {run.shown_status}  {done}/{run.n_examples} examples, {errors} errors",
@@ -70,6 +72,8 @@ def show_cmd(
     for m in metrics:
         if m.signature:  # the corpus number is only reproducible with its sacreBLEU signature
             console.print(f"  {m.metric}: sacreBLEU {m.signature}", highlight=False, markup=False)
+    if contamination:
+        console.print(contamination, highlight=False, markup=False)
 
 
 def compare_cmd(
@@ -92,14 +96,18 @@ def compare_cmd(
     """Paired comparison of CANDIDATE against BASELINE on the examples both scored."""
     from harness.results import compare_runs
     from harness.store import Store
+    from harness.store.contamination import summary_line
 
     with Store(db, must_exist=True) as store:
         ra, rb, comps = compare_runs(store, baseline, candidate, k=top, test=test, ci=ci)
+        contamination = summary_line(store, ra.suite_id, ra.suite_name)
         if html:
             from reports import write_report
 
             path = write_report(store, [ra.run_id, rb.run_id], html)
     print_comparison(ra, rb, comps, top)
+    if contamination:
+        console.print(contamination, highlight=False, markup=False)
     if html:
         from harness.cli.report import announce
 
@@ -118,7 +126,7 @@ def print_comparison(ra, rb, comps, top: int = 5) -> None:
         "candidate",
         "delta",
         "95% CI (paired)",
-        "test p",
+        "p (same delta)",
         "wins/losses/ties",
         "verdict",
     )
@@ -144,6 +152,8 @@ def print_comparison(ra, rb, comps, top: int = 5) -> None:
             verdict,
         )
     console.print(t)
+    for line in verdict_notes(comps):
+        console.print(f"  {line}", highlight=False, markup=False)
     for c in comps:
         if c.signature:
             console.print(f"  {c.metric}: sacreBLEU {c.signature}", highlight=False, markup=False)
@@ -163,6 +173,24 @@ def print_comparison(ra, rb, comps, top: int = 5) -> None:
                 highlight=False,
                 markup=False,
             )
+
+
+def verdict_notes(comps) -> list[str]:
+    """Which number decides the verdict, what each p-value tests, and where the two disagree."""
+    from harness.stats import QUANTITY
+
+    notes = ["verdict: better/worse when the 95% CI of the delta excludes 0; p tests the same delta:"]
+    for test in dict.fromkeys(c.paired.test for c in comps if c.paired.n):
+        notes.append(f"  {test}: {QUANTITY.get(test, test)}")
+    for c in comps:
+        p = c.paired
+        if p.n and (p.improved is None) == (p.p_value < 0.05):
+            notes.append(
+                f"{c.metric}: the CI and p={p.p_value:.3g} disagree at the 5% edge"
+                + (" (the test is about another quantity)" if p.test.startswith("wilcoxon") else "")
+                + "; the verdict follows the CI"
+            )
+    return notes
 
 
 def _short(v, n: int = 40) -> str:

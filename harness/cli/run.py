@@ -89,12 +89,6 @@ def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = 
     spec = parse_model_spec(model)
     resolved = resolve_model(spec)
     backend = open_backend(resolved)
-    if options.batch_size == "auto" and not backend.capabilities.auto_batch:
-        from dataclasses import replace
-
-        from harness.models.batching import DEFAULT_BATCH
-
-        options = replace(options, batch_size=DEFAULT_BATCH)  # nothing to search: a fixed size
     from harness.runner.capabilities import check_capabilities
 
     for s in loaded:  # every suite the model cannot serve is refused before anything is stored

@@ -118,6 +118,7 @@ def evaluate_candidate(
 
     Returns both sides' run outcomes, suite by suite.
     """
+    from harness.cli.contamination_cmd import check_candidate as check_contamination
     from harness.cli.results import print_comparison
     from harness.cli.run import evaluate
     from harness.results import compare_runs
@@ -129,6 +130,7 @@ def evaluate_candidate(
     base = evaluate(parent, suites, db, options, progress=progress)
     console.rule("candidate")
     cand = evaluate(candidate, suites, db, options, progress=progress)
+    check_contamination(db, candidate, suites)  # the candidate's training data vs these suites (#15)
     console.rule("comparison (paired over examples)")
     with Store(db) as store:
         for a, b in zip(base, cand):

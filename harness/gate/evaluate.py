@@ -1,16 +1,25 @@
-"""Apply a gate policy to stored runs. Reads rows only: the same store gives the same verdict."""
+"""Apply a gate policy to stored runs. Reads rows only: the same store gives the same verdict.
+
+Two passes: the first matches rules to (suite, metric) comparisons, so the size of the family
+of tested hypotheses is known; the second applies each check with its adjusted p-value and,
+for non_inferior / superior, a CI at the family-wise level. Suite-level checks (contamination,
+judge health) follow the same table.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.errors import UserError
+from harness.gate import multiplicity, power
 from harness.gate.policy import GatePolicy, Rule
 from harness.gate.sides import runs_for
 from harness.results import MetricComparison, compare_runs
 from harness.store import RunRecord, Store
+from harness.store.contamination import contaminated_ids, has_scan
+from harness.store.judge_health import DEFAULTS, get_health, problems
 
 
 @dataclass(frozen=True)
@@ -24,7 +33,19 @@ class CheckResult:
     observed: float
     passed: bool
     reason: str
-    comparison: MetricComparison
+    comparison: MetricComparison | None
+    """None for suite-level checks (contamination, judge health)."""
+    p_value: float | None = None
+    """Raw p-value of a significance-tested check."""
+    p_adjusted: float | None = None
+    """The same after the policy's correction (equal to p_value with correction: none)."""
+    mde: float | None = None
+    """Minimum detectable effect at this suite's n and spread (80% power, the rule's alpha)."""
+    n_needed: int | None = None
+    """Examples the rule's margin would need for that power."""
+    warning: str | None = None
+    """A caveat that did not fail the check (e.g. underpowered)."""
+    subset: str = "all"
 
 
 @dataclass(frozen=True)
@@ -33,10 +54,22 @@ class GateResult:
     baseline: dict[str, RunRecord]
     candidate: dict[str, RunRecord]
     checks: list[CheckResult]
+    correction: str = "none"
+    family: int = 0
+    """How many hypotheses the correction covered."""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
+
+
+@dataclass
+class _Planned:
+    index: int
+    rule: Rule
+    suite: str
+    comparison: MetricComparison
 
 
 def run_gate(
@@ -63,7 +96,25 @@ def run_gate(
         if name not in base:
             raise doc.error(f"required suite '{name}' has no runs to compare", ("required", i))
     comps = {name: compare_runs(store, base[name].run_id, cand[name].run_id)[2] for name in sorted(base)}
-    checks: list[CheckResult] = []
+
+    def recompute(i: int, s: str, rule: Rule, metrics: set[str], confidence: float) -> list[MetricComparison]:
+        exclude = None
+        if rule.subset == "clean":
+            if not has_scan(store, base[s].suite_id):
+                raise doc.error(
+                    f"subset: clean needs a contamination scan of suite '{s}' in this store "
+                    "(run `tunegate data contamination TRAIN_FILE --suite " + s + "`)",
+                    ("rules", i, "subset"),
+                )
+            exclude = contaminated_ids(store, base[s].suite_id)
+        try:
+            return compare_runs(store, base[s].run_id, cand[s].run_id, test=rule.test, ci=rule.ci,
+                                metrics=metrics, confidence=confidence, exclude=exclude)[2]  # fmt: skip
+        except UserError as e:
+            raise doc.error(f"suite '{s}': {e.detail}", ("rules", i, "test")) from None
+
+    planned: list[_Planned] = []
+    suite_level: list[tuple[int, Rule, str]] = []
     for i, rule in enumerate(policy.rules):
         matched_suites = [s for s in comps if fnmatch.fnmatchcase(s, rule.suite)]
         if not matched_suites:
@@ -71,25 +122,17 @@ def run_gate(
                 f"no compared suite matches '{rule.suite}' (suites: {', '.join(comps)})",
                 ("rules", i, "suite"),
             )
+        suite_level += [(i, rule, s) for s in matched_suites if rule.suite_checks()]
+        if not rule.metric_checks():
+            continue
         matched = 0
         for s in matched_suites:
             hits = [c for c in comps[s] if fnmatch.fnmatchcase(c.metric, rule.metric)]
-            if hits and (rule.test, rule.ci) != ("auto", "auto"):
-                # A named test for this rule: recompute just the metrics it matches.
-                try:
-                    hits = compare_runs(
-                        store,
-                        base[s].run_id,
-                        cand[s].run_id,
-                        test=rule.test,
-                        ci=rule.ci,
-                        metrics={c.metric for c in hits},
-                    )[2]
-                except UserError as e:
-                    raise doc.error(f"suite '{s}': {e.detail}", ("rules", i, "test")) from None
-            for c in hits:
-                matched += 1
-                checks += _apply(rule, s, c)
+            if hits and ((rule.test, rule.ci) != ("auto", "auto") or rule.subset == "clean"):
+                # a named test or a subset for this rule: recompute just the metrics it matches
+                hits = recompute(i, s, rule, {c.metric for c in hits}, 0.95)
+            matched += len(hits)
+            planned += [_Planned(i, rule, s, c) for c in hits]
         if not matched:
             known = sorted({c.metric for s in matched_suites for c in comps[s]})
             raise doc.error(
@@ -97,19 +140,71 @@ def run_gate(
                 f"(metrics: {', '.join(known)})",
                 ("rules", i, "metric"),
             )
-    return GateResult(policy.name, base, cand, checks)
+    # the family: every p-value tested against a level, every CI bound against a margin
+    tested = [
+        k for k, pl in enumerate(planned) if pl.rule.significance is not None and pl.rule.max_drop is not None
+    ]
+    bounded = [
+        k for k, pl in enumerate(planned) if pl.rule.non_inferior is not None or pl.rule.superior is not None
+    ]
+    family = len(tested) + sum(
+        (pl.rule.non_inferior is not None) + (pl.rule.superior is not None) for pl in planned
+    )
+    raw = [planned[k].comparison.paired.p_value for k in tested]
+    adjusted = dict(zip(tested, multiplicity.adjust(raw, policy.correction)))
+    wide: dict[int, MetricComparison] = {}
+    for k in bounded:
+        pl = planned[k]
+        conf = multiplicity.ci_confidence(pl.rule.alpha, policy.correction, family)
+        if abs(conf - 0.95) > 1e-12:
+            wide[k] = recompute(pl.index, pl.suite, pl.rule, {pl.comparison.metric}, conf)[0]
+    checks: list[CheckResult] = []
+    for k, pl in enumerate(planned):
+        checks += _apply(pl, policy, adjusted.get(k), wide.get(k, pl.comparison), family)
+    for _, rule, s in suite_level:
+        checks += _suite_checks(store, rule, s, base[s], cand[s])
+    if policy.judge_health != "off":
+        explicit = {
+            s for _, rule, s in suite_level if any(c.startswith("judge_") for c in rule.suite_checks())
+        }
+        for s in sorted(set(base) - explicit):
+            checks += _default_judge_health(store, s, base[s], cand[s], policy.judge_health)
+    warnings = [f"{c.suite} {c.metric} {c.check}: {c.warning}" for c in checks if c.warning]
+    return GateResult(policy.name, base, cand, checks, policy.correction, family, warnings)
 
 
-def _apply(rule: Rule, suite: str, c: MetricComparison) -> list[CheckResult]:
+def _apply(
+    pl: _Planned, policy: GatePolicy, p_adj: float | None, bounded: MetricComparison, family: int
+) -> list[CheckResult]:
+    rule, suite, c = pl.rule, pl.suite, pl.comparison
     p = c.paired
     gain = p.delta if p.higher_is_better else -p.delta  # > 0: better in the metric's direction
     out = []
+    label = "" if rule.subset == "all" else " [clean subset]"
+    fail_weak = policy.fail_underpowered if rule.fail_underpowered is None else rule.fail_underpowered
 
-    def add(check: str, threshold: float, observed: float, ok: bool, reason: str) -> None:
-        out.append(CheckResult(suite, c.metric, check, threshold, observed, ok, reason, c))
+    def add(check: str, threshold: float, observed: float, ok: bool, reason: str, *, margin=None,
+            comp: MetricComparison = c, p_raw=None, p_adjusted=None) -> None:  # fmt: skip
+        pw = mde = need = warning = None
+        if margin is not None:
+            pw = power.for_paired(comp.paired, margin, rule.alpha, policy.power)
+        if pw is not None:
+            mde, need = pw.mde, pw.n_needed
+            if margin and margin > 0 and pw.mde > margin:
+                weak = (
+                    f"underpowered: at n={pw.n} the smallest effect detectable with "
+                    f"{policy.power:.0%} power (alpha {rule.alpha:g}) is {pw.mde:.4g}, above the margin "
+                    f"{margin:g}" + (f"; ~{need} examples would be needed" if need else "")
+                )
+                if fail_weak:
+                    ok, reason = False, f"{reason}; {weak}"
+                else:
+                    warning = weak
+        out.append(CheckResult(suite, comp.metric, check, threshold, observed, ok, reason + label, comp,
+                               p_raw, p_adjusted, mde, need, warning, rule.subset))  # fmt: skip
 
     if p.n == 0 or math.isnan(p.candidate):
-        add("paired", 0, 0, False, "no examples scored on both sides")
+        out.append(CheckResult(suite, c.metric, "paired", 0, 0, False, "no examples scored on both sides", c))
         return out
     if rule.min is not None:
         ok = p.candidate >= rule.min
@@ -132,45 +227,145 @@ def _apply(rule: Rule, suite: str, c: MetricComparison) -> list[CheckResult]:
     if rule.min_delta is not None:
         ok = gain >= rule.min_delta
         add(
-            "min_delta",
-            rule.min_delta,
-            gain,
-            ok,
+            "min_delta", rule.min_delta, gain, ok,
             f"improved by {gain:+.4g} (needs >= {rule.min_delta:g}); 95% {p.ci_method} CI of delta "
             f"[{p.ci_low:.4g}, {p.ci_high:.4g}]",
-        )
+            margin=rule.min_delta,
+        )  # fmt: skip
     if rule.max_drop is not None:
         drop = -gain
+        sig = rule.significance
+        p_show = _p_text(p, p_adj, policy.correction) if sig is not None else ""
         if drop <= rule.max_drop:
-            add("max_drop", rule.max_drop, drop, True, f"drop {drop:+.4g} within {rule.max_drop:g}")
-        elif rule.significance is not None and not p.p_value < rule.significance:
+            add("max_drop", rule.max_drop, drop, True, f"drop {drop:+.4g} within {rule.max_drop:g}{p_show}",
+                margin=rule.max_drop, p_raw=p.p_value if sig else None, p_adjusted=p_adj)  # fmt: skip
+        elif sig is not None and not p_adj < sig:
             add(
-                "max_drop",
-                rule.max_drop,
-                drop,
-                True,
-                f"drop {drop:+.4g} beyond {rule.max_drop:g} but not significant "
-                f"({p.test} p={p.p_value:.3g} >= {rule.significance:g})",
-            )
+                "max_drop", rule.max_drop, drop, True,
+                f"drop {drop:+.4g} beyond {rule.max_drop:g} but not significant{p_show} >= {sig:g}",
+                margin=rule.max_drop, p_raw=p.p_value, p_adjusted=p_adj,
+            )  # fmt: skip
         else:
-            sig = f", {p.test} p={p.p_value:.3g}" if rule.significance is not None else ""
             add(
-                "max_drop",
-                rule.max_drop,
-                drop,
-                False,
-                f"drop {drop:+.4g} exceeds {rule.max_drop:g}{sig}; "
+                "max_drop", rule.max_drop, drop, False,
+                f"drop {drop:+.4g} exceeds {rule.max_drop:g}{p_show}; "
                 f"{p.losses} examples worse, {p.wins} better",
-            )
+                margin=rule.max_drop, p_raw=p.p_value if sig else None, p_adjusted=p_adj,
+            )  # fmt: skip
+    for check, margin in (("non_inferior", rule.non_inferior), ("superior", rule.superior)):
+        if margin is None:
+            continue
+        b = bounded.paired
+        lower = b.ci_low if b.higher_is_better else -b.ci_high  # the delta's bound on the bad side
+        bar = -margin if check == "non_inferior" else margin
+        ok = lower > bar
+        conf = b.detail.get("confidence", 0.95)
+        widened = f", widened for {family} tests ({policy.correction})" if abs(conf - 0.95) > 1e-12 else ""
+        upper = b.ci_high if b.higher_is_better else -b.ci_low
+        reason = (
+            f"{conf:.4g} {b.ci_method} CI of the gain [{lower:.4g}, {upper:.4g}]{widened}: "
+            f"lower bound {'>' if ok else '<='} {bar:+g}"
+        )
+        if not ok:
+            what = "a loss" if check == "non_inferior" else "no gain"
+            reason += f" ({what} beyond the margin cannot be ruled out)"
+        add(check, bar, lower, ok, reason, margin=margin, comp=bounded)
     if rule.max_error_rate is not None:
         errors, total = c.n_errors[1], p.n + c.only_in[1] + c.n_errors[1]
         rate = errors / total if total else 0.0
         ok = rate <= rule.max_error_rate
         add(
-            "max_error_rate",
-            rule.max_error_rate,
-            rate,
-            ok,
+            "max_error_rate", rule.max_error_rate, rate, ok,
             f"{errors}/{total} candidate examples errored ({rate:.1%}, allowed {rule.max_error_rate:.1%})",
-        )
+        )  # fmt: skip
     return out
+
+
+def _p_text(p, p_adj: float | None, correction: str) -> str:
+    if p_adj is None or correction == "none":
+        return f" ({p.test} p={p.p_value:.3g})"
+    return f" ({p.test} p={p.p_value:.3g}, {correction}-adjusted {p_adj:.3g})"
+
+
+def _suite_checks(store: Store, rule: Rule, suite: str, rb: RunRecord, rc: RunRecord) -> list[CheckResult]:
+    out = []
+
+    def add(check: str, threshold: float, observed: float, ok: bool, reason: str) -> None:
+        out.append(CheckResult(suite, "(suite)", check, threshold, observed, ok, reason, None))
+
+    if rule.max_contaminated is not None or rule.max_contaminated_rate is not None:
+        if not has_scan(store, rb.suite_id):
+            for check in ("max_contaminated", "max_contaminated_rate"):
+                if getattr(rule, check) is not None:
+                    add(check, getattr(rule, check), math.nan, False,
+                        f"no contamination scan of '{suite}' in this store: run `tunegate data "
+                        f"contamination TRAIN_FILE --suite {suite}` (fails closed)")  # fmt: skip
+        else:
+            bad = len(contaminated_ids(store, rb.suite_id))
+            n = rb.n_examples or 0
+            if rule.max_contaminated is not None:
+                ok = bad <= rule.max_contaminated
+                why = f"{bad} of {n} examples found in training data (allowed {rule.max_contaminated})"
+                add("max_contaminated", rule.max_contaminated, bad, ok, why)
+            if rule.max_contaminated_rate is not None:
+                rate = bad / n if n else 0.0
+                ok = rate <= rule.max_contaminated_rate
+                add("max_contaminated_rate", rule.max_contaminated_rate, rate, ok,
+                    f"{bad}/{n} examples ({rate:.1%}) found in training data "
+                    f"(allowed {rule.max_contaminated_rate:.1%})")  # fmt: skip
+    limits = {
+        "max_parse_failures": rule.judge_max_parse_failures,
+        "min_consistency": rule.judge_min_consistency,
+        "min_kappa": rule.judge_min_kappa,
+        "min_separation": rule.judge_min_separation,
+    }
+    if any(v is not None for v in limits.values()):
+        out += _judge_checks(store, suite, rb, rc, limits, "fail", "judge_health")
+    return out
+
+
+def _judge_checks(store, suite, rb, rc, limits, mode: str, check: str) -> list[CheckResult]:
+    found = [
+        (side, run, get_health(store, run.run_id)) for side, run in (("baseline", rb), ("candidate", rc))
+    ]
+    if all(h is None for _, _, h in found):
+        if rb.suite_kind != "judge" or mode != "fail" or check != "judge_health":
+            return []
+        why = "judge suite without stored judge health (re-run it with this tunegate)"
+        return [CheckResult(suite, "(judge)", check, 0, math.nan, False, why, None)]
+    issues = [f"{side} judge: {p}" for side, _, h in found if h is not None for p in problems(h, limits)]
+    rates = [h["parse_failure_rate"] or 0 for _, _, h in found if h is not None]
+    ok = not issues
+    reason = "; ".join(issues) if issues else _healthy(found)
+    threshold = limits.get("max_parse_failures") or 0
+    if ok or mode == "fail":
+        return [CheckResult(suite, "(judge)", check, threshold, max(rates), ok, reason, None)]
+    shown = f"warning only (judge_health: warn): {reason}"
+    return [CheckResult(suite, "(judge)", check, threshold, max(rates), True, shown, None, warning=reason)]
+
+
+def _healthy(found) -> str:
+    parts = []
+    for side, _, h in found:
+        if h is None:
+            continue
+        bits = [f"parse failures {h['parse_failure_rate']:.0%}"]
+        if h["consistency"] is not None:
+            bits.append(f"consistency {h['consistency']:.2f}")
+        if h["judge"] != "pairwise" and h["score_sd"] is not None:
+            bits.append(f"score sd {h['score_sd']:.3g}")
+        if h["kappa"] is not None:
+            bits.append(f"kappa {h['kappa']:.2f}")
+        sep = (h.get("sanity") or {}).get("separation")
+        if sep is not None:
+            bits.append(f"sanity separation {sep:+.2f}")
+        parts.append(f"{side} judge healthy: " + ", ".join(bits))
+    return "; ".join(parts)
+
+
+def _default_judge_health(
+    store: Store, suite: str, rb: RunRecord, rc: RunRecord, mode: str
+) -> list[CheckResult]:
+    """The fail-closed default: every judge suite's judge must be parseable, consistent, not constant."""
+    limits = {k: v for k, v in DEFAULTS.items()}
+    return _judge_checks(store, suite, rb, rc, limits, mode, "judge_health")

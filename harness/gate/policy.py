@@ -44,7 +44,28 @@ class Rule(Strict):
     max_drop: float | None = Field(None, ge=0)
     """The candidate may be worse than the baseline by at most this much (forgetting guard)."""
     significance: float | None = Field(None, gt=0, lt=1)
-    """With max_drop: a drop fails only if the paired test's p-value is below this level."""
+    """With max_drop: a drop fails only if the paired test's p-value is below this level. Also the
+    rule's alpha: non_inferior/superior use the (1 - alpha) CI, power uses alpha (default 0.05)."""
+    non_inferior: float | None = Field(None, ge=0)
+    """Pass only if the lower bound of the delta's CI (in the better direction) is above -MARGIN."""
+    superior: float | None = Field(None, ge=0)
+    """Pass only if the lower bound of the delta's CI (in the better direction) is above +MARGIN."""
+    subset: Literal["all", "clean"] = "all"
+    """clean: decide on the examples no contamination scan found in training data."""
+    max_contaminated: int | None = Field(None, ge=0)
+    """Most suite examples a stored contamination scan may have found in training data."""
+    max_contaminated_rate: float | None = Field(None, ge=0, le=1)
+    """The same as a share of the suite's examples."""
+    judge_max_parse_failures: float | None = Field(None, ge=0, le=1)
+    """Judge suites: largest share of judge calls that never gave a valid verdict (either side)."""
+    judge_min_consistency: float | None = Field(None, ge=0, le=1)
+    """Pairwise judge suites: smallest share of pairs judged the same in both orders."""
+    judge_min_kappa: float | None = Field(None, ge=-1, le=1)
+    """Judge suites: smallest quadratic-weighted kappa with human labels (fails without labels)."""
+    judge_min_separation: float | None = None
+    """Judge suites with a sanity set: smallest mean score gap, reference minus wrong answers."""
+    fail_underpowered: bool | None = None
+    """Overrides the policy's fail_underpowered for this rule."""
     max_error_rate: float | None = Field(None, ge=0, le=1)
     """Largest share of the candidate's examples that may have failed (generation/scoring errors)."""
     test: PairedTest = "auto"
@@ -54,18 +75,49 @@ class Rule(Strict):
 
     @model_validator(mode="after")
     def _has_a_check(self) -> Rule:
-        checks = (self.min, self.max, self.min_delta, self.max_drop, self.max_error_rate)
-        if all(c is None for c in checks):
-            raise ValueError("a rule needs at least one of min, max, min_delta, max_drop, max_error_rate")
-        if self.significance is not None and self.max_drop is None:
-            raise ValueError("significance applies to max_drop: set max_drop too")
+        if not self.metric_checks() and not self.suite_checks():
+            raise ValueError(f"a rule needs at least one of {', '.join(METRIC_CHECKS + SUITE_CHECKS)}")
+        if self.significance is not None and all(
+            x is None for x in (self.max_drop, self.non_inferior, self.superior)
+        ):
+            raise ValueError("significance applies to max_drop, non_inferior or superior: set one too")
         return self
+
+    def metric_checks(self) -> list[str]:
+        return [c for c in METRIC_CHECKS if getattr(self, c) is not None]
+
+    def suite_checks(self) -> list[str]:
+        return [c for c in SUITE_CHECKS if getattr(self, c) is not None]
+
+    @property
+    def alpha(self) -> float:
+        return 0.05 if self.significance is None else self.significance
+
+
+METRIC_CHECKS = ("min", "max", "min_delta", "max_drop", "non_inferior", "superior", "max_error_rate")
+SUITE_CHECKS = (
+    "max_contaminated",
+    "max_contaminated_rate",
+    "judge_max_parse_failures",
+    "judge_min_consistency",
+    "judge_min_kappa",
+    "judge_min_separation",
+)
 
 
 class GatePolicy(Strict):
     """A gate policy file."""
 
     name: str = "gate"
+    correction: Literal["none", "holm", "bonferroni"] = "none"
+    """Multiple rules: adjust the p-values of all significance-tested checks together (Holm or
+    Bonferroni) and widen the CIs of non_inferior/superior to the family-wise level (Bonferroni)."""
+    power: float = Field(0.8, gt=0, lt=1)
+    """Power for the minimum detectable effect of each check with a margin."""
+    fail_underpowered: bool = False
+    """Fail (instead of warn) a check whose margin is below what the suite can detect."""
+    judge_health: Literal["fail", "warn", "off"] = "fail"
+    """Judge suites whose judge is unhealthy (unparseable, inconsistent, constant) fail by default."""
     required: list[str] = Field(default_factory=list)
     """Suites both sides must have been evaluated on."""
     rules: list[Rule] = Field(min_length=1)

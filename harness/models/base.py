@@ -123,9 +123,7 @@ class Backend(Protocol):
         """Continuations of prepared requests, yielded per batch as (index, Generated)."""
         ...
 
-    def loglikelihood(
-        self, requests: Sequence[tuple[str, str]], batch_size: int
-    ) -> Iterator[Batch]:
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], batch_size: int) -> Iterator[Batch]:
         """(context, continuation) pairs → (index, LogLikelihood) per batch."""
         ...
 

@@ -97,7 +97,8 @@ class Batcher:
             except keep + (RuntimeError,) as e:
                 if self.auto and self.size > 1 and is_oom(e):
                     free_memory()
-                    self.size = max(1, len(batch) // 2)
+                    while self.size >= len(batch) and self.size > 1:  # halve below what failed
+                        self.size //= 2
                     log.info("out of memory at batch size %d: retrying at %d", len(batch), self.size)
                     continue
                 if not isinstance(e, keep):

@@ -72,7 +72,9 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
     opts["chat"] = chat in ("1", "true")
     key_env = params.get("api_key_env", DEFAULT_KEY_ENV)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
-        raise UserError(f"model spec '{raw}': api_key_env must name an environment variable", field="api_key_env")
+        raise UserError(
+            f"model spec '{raw}': api_key_env must name an environment variable", field="api_key_env"
+        )
     opts["api_key_env"] = key_env
     for name, cast in (("max_concurrency", int), ("timeout", float), ("max_retries", int)):
         if name in params:
@@ -103,7 +105,10 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
     url, model = spec.path, spec.options["model"]
     transport = Transport(url, spec.options["api_key_env"], HttpPolicy(), what="endpoint")
     client = openai.OpenAI(
-        base_url=url, api_key=transport.key() or "no-key", timeout=spec.options.get("timeout", 30.0), max_retries=1
+        base_url=url,
+        api_key=transport.key() or "no-key",
+        timeout=spec.options.get("timeout", 30.0),
+        max_retries=1,
     )
     entry: dict[str, Any] | None = None
     try:
@@ -153,7 +158,9 @@ class OpenAIBackend:
         opts = resolved.options
         self.model: str = opts["model"]
         self.chat: bool = opts.get("chat", True)
-        policy = HttpPolicy(**{k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts})
+        policy = HttpPolicy(
+            **{k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts}
+        )
         self.transport = Transport(resolved.spec.path, opts.get("api_key_env"), policy, what="endpoint")
         self.calls: dict[str, int] = {"http": 0}
         self._tokenizer: Any = None
@@ -286,7 +293,9 @@ class OpenAIBackend:
                     return LogLikelihood(None, None, 0, out.latency_s, out.error)
                 toks = [t for t in out.value if t.offset >= len(ctx)]
                 if not toks or any(t.logprob is None for t in toks):
-                    return LogLikelihood(None, None, 0, out.latency_s, "no log-probabilities for the continuation")
+                    return LogLikelihood(
+                        None, None, 0, out.latency_s, "no log-probabilities for the continuation"
+                    )
                 greedy = all(t.top is None or t.top == t.text for t in toks)
                 return LogLikelihood(sum(t.logprob for t in toks), greedy, len(toks), out.latency_s)
 
@@ -307,7 +316,9 @@ class OpenAIBackend:
                     return RollingLL(None, 0, out.latency_s, out.error)
                 scored = [t.logprob for t in out.value if t.logprob is not None]
                 if not scored:
-                    return RollingLL(None, 0, out.latency_s, "the server returned no prompt log-probabilities")
+                    return RollingLL(
+                        None, 0, out.latency_s, "the server returned no prompt log-probabilities"
+                    )
                 return RollingLL(-sum(scored), len(scored), out.latency_s)
 
             return run

@@ -50,7 +50,7 @@ async def probe_echo_logprobs(backend: Any) -> str | None:
         )
     # positions in the second copy, away from its edges, whose top token is reported
     candidates = [t for t in toks if t.offset > half + 4 and t.top is not None and t.text.strip()]
-    picks = candidates[1:-1:max(1, len(candidates) // 3)][:3]
+    picks = candidates[1 : -1 : max(1, len(candidates) // 3)][:3]
     if not picks:
         return None  # no top lists to compare; the copying check passed
     agree = 0

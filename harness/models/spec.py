@@ -64,6 +64,10 @@ def parse_model_spec(raw: str) -> ModelSpec:
     text = raw.strip()
     if not text:
         raise UserError("empty model spec", field="model")
+    if text.endswith((".yaml", ".yml")) and Path(text).expanduser().is_file():
+        from harness.models.model_file import spec_from_file
+
+        return parse_model_spec(spec_from_file(Path(text).expanduser()))
     base, _, query = text.partition("?")
     params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
     scheme, body = _scheme(base)

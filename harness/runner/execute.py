@@ -93,7 +93,9 @@ def run_backend(
     """Model calls for `todo` (cache misses), yielded batch by batch as generation rows."""
     model_id = backend.resolved.model_id
 
-    def row(it: Item, output: str | None, result: Any, n_in: Any, n_out: Any, dt: float, err: Any) -> GenerationRow:
+    def row(
+        it: Item, output: str | None, result: Any, n_in: Any, n_out: Any, dt: float, err: Any
+    ) -> GenerationRow:
         return GenerationRow(
             it.cache_key,
             model_id,
@@ -139,7 +141,9 @@ def run_backend(
                 row(
                     todo[k],
                     None,
-                    None if r.error else {"logprob": r.logprob, "is_greedy": r.is_greedy, "n_tokens": r.n_tokens},
+                    None
+                    if r.error
+                    else {"logprob": r.logprob, "is_greedy": r.is_greedy, "n_tokens": r.n_tokens},
                     None,
                     r.n_tokens,
                     r.latency_s,

@@ -63,6 +63,12 @@ def run_suite(
     """
     resolved = backend.resolved
     check_capabilities(backend, suite)  # before anything is stored
+    if options.batch_size == "auto" and not backend.capabilities.auto_batch:
+        from dataclasses import replace
+
+        from harness.models.batching import DEFAULT_BATCH
+
+        options = replace(options, batch_size=DEFAULT_BATCH)  # nothing to search: a fixed size
     sid = suite_id(suite)
     examples = suite.examples[: options.limit] if options.limit else suite.examples
     if options.resume:

@@ -190,3 +190,62 @@ def m004_run_owner(db: duckdb.DuckDBPyConnection) -> None:
     for table in ("runs", "training_runs"):
         db.execute(f"ALTER TABLE {table} ADD COLUMN pid INTEGER")
         db.execute(f"ALTER TABLE {table} ADD COLUMN heartbeat_at TIMESTAMP")
+
+
+@migration
+def m005_verdict(db: duckdb.DuckDBPyConnection) -> None:
+    # Issue #15: train↔eval contamination, judge health per judge run, human review labels.
+    db.execute(
+        """
+        CREATE TABLE contamination_scans (
+            scan_id VARCHAR PRIMARY KEY,
+            train_files JSON NOT NULL,         -- paths as given
+            train_hash VARCHAR NOT NULL,       -- sha256 over the files' bytes
+            training_run_id VARCHAR,           -- set when the scan ran for a training run
+            suites JSON NOT NULL,              -- per suite: suite_id, name, n_examples, counts by method
+            params JSON,                       -- n-gram length, MinHash threshold and permutations
+            n_records INTEGER,
+            seconds DOUBLE,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE contamination (
+            scan_id VARCHAR NOT NULL,
+            suite_id VARCHAR NOT NULL,
+            example_id VARCHAR NOT NULL,
+            train_file VARCHAR NOT NULL,
+            record INTEGER NOT NULL,           -- line of the training record
+            method VARCHAR NOT NULL,           -- exact | ngram | minhash
+            score DOUBLE NOT NULL,             -- 1 (exact), share of spans (ngram), Jaccard (minhash)
+            field VARCHAR                      -- the suite field that matched (NULL for minhash)
+        );
+        CREATE TABLE judge_health (
+            run_id VARCHAR PRIMARY KEY,        -- the judge suite's run
+            judge VARCHAR,                     -- rubric | pairwise | local
+            judge_model VARCHAR,
+            n INTEGER,                         -- examples the judge was asked about
+            parse_failures INTEGER,            -- judge calls that never gave a valid verdict
+            parse_failure_rate DOUBLE,
+            consistency DOUBLE,                -- pairwise: share of pairs judged the same in both orders
+            score_sd DOUBLE,                   -- spread of the judge's scores
+            distinct_scores INTEGER,
+            kappa DOUBLE,                      -- quadratic-weighted kappa with human labels, when given
+            kappa_n INTEGER,
+            sanity JSON,                       -- reference vs wrong answers: means, separation, n
+            detail JSON,
+            updated_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE review_labels (
+            review_id VARCHAR NOT NULL,        -- one exported review page
+            run_id VARCHAR NOT NULL,           -- the run whose answer was labelled (un-shuffled)
+            example_id VARCHAR NOT NULL,
+            reviewer VARCHAR NOT NULL,
+            criterion VARCHAR NOT NULL,
+            score DOUBLE,
+            note VARCHAR,
+            shown_position INTEGER,            -- where the answer was shown (0 = first), for blind order
+            labelled_at TIMESTAMP,
+            imported_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (review_id, run_id, example_id, reviewer, criterion)
+        );
+        """
+    )

@@ -1,0 +1,67 @@
+"""Judge health rows (one per judge suite run): written by `judges.health`, read by the gate and
+the report, which must not import `judges/`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.store.db import Store
+
+COLUMNS = (
+    "run_id", "judge", "judge_model", "n", "parse_failures", "parse_failure_rate", "consistency",
+    "score_sd", "distinct_scores", "kappa", "kappa_n", "sanity", "detail",
+)  # fmt: skip
+DEFAULTS = {"max_parse_failures": 0.1, "min_consistency": 0.75, "min_distinct_scores": 2}
+"""What `judge_health: fail` (the policy default) holds every judge suite to."""
+
+
+def write_health(store: Store, row: dict[str, Any]) -> None:
+    vals = [json.dumps(row.get(c)) if c in ("sanity", "detail") else row.get(c) for c in COLUMNS]
+    with store.transaction():
+        store.db.execute("DELETE FROM judge_health WHERE run_id = ?", [row["run_id"]])
+        store.db.execute(
+            f"INSERT INTO judge_health ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", vals
+        )
+
+
+def get_health(store: Store, run_id: str) -> dict[str, Any] | None:
+    row = store.db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM judge_health WHERE run_id = ?", [run_id]
+    ).fetchone()
+    if row is None:
+        return None
+    out = dict(zip(COLUMNS, row))
+    for c in ("sanity", "detail"):
+        out[c] = json.loads(out[c]) if out[c] else None
+    return out
+
+
+def problems(h: dict[str, Any], limits: dict[str, float | None]) -> list[str]:
+    """What is wrong with one judge run under these limits (empty: healthy)."""
+    out = []
+    lim = limits.get("max_parse_failures")
+    if lim is not None and (h["parse_failure_rate"] or 0) > lim:
+        rate = h["parse_failure_rate"]
+        out.append(f"{h['parse_failures']}/{h['n']} judge calls unparseable ({rate:.0%} > {lim:.0%})")
+    lim = limits.get("min_consistency")
+    if lim is not None and h["consistency"] is not None and h["consistency"] < lim:
+        out.append(f"position consistency {h['consistency']:.2f} < {lim:g} (verdicts flip when answers swap)")
+    lim = limits.get("min_distinct_scores")
+    if lim is not None and h["judge"] != "pairwise" and h["n"] - (h["parse_failures"] or 0) >= 5:
+        if (h["distinct_scores"] or 0) < lim:
+            out.append(f"every answer got the same score ({h['distinct_scores']} distinct; spread 0)")
+    lim = limits.get("min_kappa")
+    if lim is not None:
+        if h["kappa"] is None:
+            out.append("no human labels to compute kappa (tunegate review import / judge agreement)")
+        elif h["kappa"] < lim:
+            out.append(f"kappa with human labels {h['kappa']:.2f} < {lim:g} (n={h['kappa_n']})")
+    lim = limits.get("min_separation")
+    if lim is not None:
+        sep = (h.get("sanity") or {}).get("separation")
+        if sep is None:
+            out.append("no sanity set was judged (reference vs wrong answers)")
+        elif sep < lim:
+            out.append(f"sanity set: reference answers beat wrong ones by {sep:.2f} < {lim:g}")
+    return out
