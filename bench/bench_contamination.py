@@ -49,7 +49,8 @@ def build(folder: Path, n_records: int, n_examples: int, planted: int) -> tuple[
             e = examples[int(rng.integers(n_examples))]
             records.append({"instruction": e["question"], "output": e["answer"]})
         else:
-            records.append({"instruction": sentence(rng, words, 10, 40), "output": sentence(rng, words, 20, 80)})
+            q, a = sentence(rng, words, 10, 40), sentence(rng, words, 20, 80)
+            records.append({"instruction": q, "output": a})
     train = folder / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder / "suite.yaml", train
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"  wall                 {secs:8.2f} s   (target < 60 s on 2 cores)")
     print(f"  peak RSS             {rss1 / 1024:8.0f} MB  (before the scan {rss0 / 1024:.0f} MB)")
     print(f"  contaminated found   {len(info['contaminated']):8d}   by method {info['by_method']}")
-    print(f"  planted copies       {args.planted:8d}   (distinct examples may be fewer: drawn with replacement)")
+    print(f"  planted copies       {args.planted:8d}   (of random examples, with replacement)")
 
 
 if __name__ == "__main__":

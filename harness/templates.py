@@ -33,9 +33,13 @@ class UserTemplate:
         self._locate = locate
         self.name = name
         try:
+            tree = _ENV.parse(source)
             self._template = _ENV.from_string(source)
         except jinja2.TemplateSyntaxError as e:
             raise locate(f"invalid Jinja template: {e.message} (template line {e.lineno})") from None
+        if any(n.name == "self" and n.ctx == "load" for n in tree.find_all(jinja2.nodes.Name)):
+            # Jinja binds `self` to its own template reference: never the record's field
+            raise locate("'self' is Jinja's own name, not a record field: write {{ record['self'] }}")
 
     def render(self, record: Mapping[str, Any], *, record_error: Locate | None = None) -> str:
         """Render with the record's fields as variables.

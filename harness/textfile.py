@@ -21,4 +21,3 @@ def read_utf8(path: Path) -> str:
             path=path,
             line=line,
         ) from None
-

@@ -10,6 +10,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness import stats
@@ -17,7 +18,9 @@ from harness.errors import UserError
 from harness.gate import CheckResult, GateResult
 from harness.results import MetricComparison, compare_runs, summarize_run
 from harness.store import RunRecord, Store
+from harness.store.contamination import contaminated
 from harness.store.training import get_training_run, lineage, training_logs
+from reports.leaderboard import badges as candidate_badges
 from reports.sides import Side
 
 MAX_TEXT = 4000
@@ -63,6 +66,8 @@ class ReportData:
     """The per-example viewer's data (embedded as JSON)."""
     notes: list[str]
     versions: dict[str, str]
+    clean: list[dict[str, Any]] = field(default_factory=list)
+    """Per contaminated suite: the scoreboard recomputed on the examples no scan flagged."""
 
 
 def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None = None) -> ReportData:
@@ -71,6 +76,7 @@ def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None
     notes: list[str] = []
     rows: list[MetricRow] = []
     suites_data = []
+    clean: list[dict[str, Any]] = []
     checks = {}
     for c in gate.checks if gate else []:
         checks.setdefault((c.suite, c.metric), []).append(c)
@@ -83,6 +89,8 @@ def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None
             r.checks = checks.get((name, r.metric), [])
         rows += suite_rows
         suites_data.append(_examples(store, name, ra, rb, suite_rows))
+        if ra is not None and rb is not None and suites_data[-1].get("contaminated"):
+            clean.append(_clean_board(store, name, ra, rb, set(suites_data[-1]["contaminated"])))
     sides = [_side("base" if cand else "model", base, store)]
     if cand is not None:
         sides.append(_side("candidate", cand, store))
@@ -98,7 +106,15 @@ def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None
         examples={"sides": len(sides), "suites": suites_data},
         notes=notes,
         versions=_versions(),
+        clean=clean,
     )
+
+
+def _clean_board(store: Store, suite: str, ra: RunRecord, rb: RunRecord, bad: set[str]) -> dict[str, Any]:
+    """The suite's paired comparison again, without the examples found in training data."""
+    comps = compare_runs(store, ra.run_id, rb.run_id, k=0, exclude=bad)[2]
+    n = max((c.paired.n for c in comps), default=0)
+    return {"suite": suite, "n_clean": n, "n_contaminated": len(bad), "comparisons": comps}
 
 
 def _metric_rows(
@@ -192,9 +208,18 @@ def _examples(
         if recs[0] and recs[1] and _prompt(recs[1]) != _prompt(recs[0]):  # e.g. another chat template
             extra["pb"] = _cut(_prompt(recs[1]) or "")
         examples.append(ex + outs + errs + vals + [extra or None])
+    flagged = contaminated(store, (ra or rb).suite_id)
+    for ex in examples:
+        if ex[0] in flagged:  # the viewer flags it: where the training data holds this example
+            found = flagged[ex[0]]
+            marks = [
+                f"{m['method']} {m['score']:.2f} at {Path(m['file']).name}:{m['record']}" for m in found[:3]
+            ]
+            ex[-1] = (ex[-1] or {}) | {"c": marks}
     return {
         "name": suite,
         "kind": (ra or rb).suite_kind,
+        "contaminated": sorted(e for e in flagged if e in set(ids)),
         "metrics": [
             {"name": r.metric, "hib": r.higher_is_better, "agg": r.aggregation, "binary": r.binary}
             for r in rows
@@ -291,6 +316,7 @@ def _side(label: str, side: Side, store: Store) -> dict[str, Any]:
         },
         "lineage": chain,
         "runs": runs,
+        "badges": candidate_badges(list(side.values())),  # adapter check, chat template (#17)
     }
 
 

@@ -15,6 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from harness.secrets import scrub
+from harness.stats import QUANTITY
 from reports import charts
 from reports.collect import MetricRow, ReportData
 
@@ -65,6 +66,7 @@ def render_html(data: ReportData, store_path: str) -> str:
         "two": two,
         "rows": _rows(data.rows, suite_index),
         "gate": _gate(data),
+        "clean": _clean(data),
         "score_charts": _score_charts(data.rows, two),
         "forest": Markup(_forest(data.rows)) if two else None,
         "training": _training_charts(data.training),
@@ -111,6 +113,8 @@ def _rows(rows: list[MetricRow], suite_index: dict[str, int]) -> list[dict[str, 
                 if c and c.n
                 else "",
                 "test": f"{c.test} p={c.p_value:.3g}" if c and c.n else "–",
+                "test_title": QUANTITY.get(c.test, "") if c and c.n else "",
+                "mde": _mde(c),
                 "wlt": f"{c.wins} / {c.losses} / {c.ties}" if c else "–",
                 "errors": f"{r.base_errors} / {r.cand_errors}"
                 if r.comparison or r.cand
@@ -119,6 +123,32 @@ def _rows(rows: list[MetricRow], suite_index: dict[str, int]) -> list[dict[str, 
             }
         )
         last = r.suite
+    return out
+
+
+def _mde(c: Any) -> str:
+    """The smallest delta this suite could detect (80% power, alpha 0.05), beside each delta."""
+    from harness.gate.power import for_paired
+
+    pw = for_paired(c, None, 0.05) if c is not None else None
+    return "" if pw is None else f"MDE {pw.mde:.3g} (80% power)"
+
+
+def _clean(data: ReportData) -> list[dict[str, Any]]:
+    out = []
+    for board in data.clean:
+        rows = []
+        for comp in board["comparisons"]:
+            p = comp.paired
+            verdict = "ns" if p.improved is None else ("better" if p.improved else "worse")
+            rows.append({
+                "metric": comp.metric, "base": _g(p.baseline, 5), "cand": _g(p.candidate, 5),
+                "delta": f"{p.delta:+.4g}" if p.n else "–", "verdict": verdict if p.n else None,
+                "delta_ci": f"95% {_ci_name(p.ci_method)}CI [{_g(p.ci_low)}, {_g(p.ci_high)}]" if p.n else "",
+                "test": f"{p.test} p={p.p_value:.3g}" if p.n else "–", "n": p.n,
+            })  # fmt: skip
+        n = board["n_clean"] + board["n_contaminated"]
+        out.append({**board, "n": n, "rows": rows})
     return out
 
 

@@ -37,6 +37,9 @@ class JudgeSpec(Strict):
     """Model spec of the local judge."""
     baseline: str | None = None
     """Pairwise: model spec of the baseline whose answers the judged model is compared with."""
+    sanity: str | None = None
+    """JSONL of {question, reference, wrong} (relative to the suite file): judged once per judge
+    to check it scores reference answers above deliberately wrong ones (stored as judge health)."""
     batch_size: int = Field(64, ge=1)
     """Examples judged (and stored) per batch; a crash loses at most one batch of judgments."""
 

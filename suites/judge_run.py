@@ -45,6 +45,9 @@ def run_judge_suite(suite: Any, store: Store, run_id: str, backend: Any, options
     finally:
         # judge calls are model calls too: the run's summary must show 0 on a warm re-run
         backend.calls["judge"] = backend.calls.get("judge", 0) + judge.calls - calls_before
+    from judges.health import record as record_health
+
+    record_health(store, run_id, suite, judge)  # parse failures, consistency, spread, sanity (#15)
 
 
 def _judge_batch(

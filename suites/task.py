@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.config import GenerationParams
 from harness.errors import UserError
@@ -46,6 +46,19 @@ class TaskConfig(PromptedConfig):
 
     metrics: list[str | dict[str, Any]] = Field(min_length=1)
     """Metric names, mappings {name, as?, ...options}, or preset names (`llamafactory`)."""
+    prompt: str | None = None  # type: ignore[assignment]
+    """Jinja template rendered with the record's fields (not with `data_format`)."""
+    data_format: Literal["messages", "sharegpt", "alpaca", "auto"] | None = None
+    """Conversation data (suites.conversation): the turns before the last assistant turn are the
+    prompt, sent as messages; that turn is the reference. Replaces `prompt` and `reference`."""
+
+    @model_validator(mode="after")
+    def _prompt_or_format(self) -> TaskConfig:
+        if (self.prompt is None) == (self.data_format is None):
+            raise ValueError("give either 'prompt' (a Jinja template) or 'data_format' (conversation data)")
+        if self.data_format is not None and (self.reference is not None or not self.chat):
+            raise ValueError("with data_format the reference is the last assistant turn, sent as chat")
+        return self
 
 
 @SUITE_KINDS.register("task")
@@ -98,6 +111,13 @@ class TaskSuite(SuiteKind):
 
     def load_examples(self) -> list[Example]:
         path = self.data_path()
+        if self.config.data_format is not None:
+            from suites.conversation import conversation_examples
+
+            examples, self._messages = conversation_examples(
+                path, self.config.data_format, self.config.id_field, self.config.system_prompt
+            )
+            return examples
         rows = read_jsonl(path)
         ids = example_ids(rows, self.config.id_field, path)
         template = UserTemplate(
@@ -119,8 +139,10 @@ class TaskSuite(SuiteKind):
         return examples
 
     def request(self, example: Example) -> Request:
-        text = self._template.render(example.record)
         params = self.config.generation.model_dump()
+        if self.config.data_format is not None:
+            return Request("generate", None, params, messages=self._messages[example.id])
+        text = self._template.render(example.record)
         if not self.config.chat:
             return Request("generate", text, params)
         messages = []

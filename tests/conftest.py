@@ -100,3 +100,11 @@ def echo_server(tmp_path_factory):
 
     with EchoServer(log=tmp_path_factory.mktemp("echo") / "echo.log") as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def candidate_adapters(tmp_path_factory):
+    """Real adapters for the #17 tests (tests/candidates_fixtures.py), made once per session."""
+    from tests.candidates_fixtures import make_adapters
+
+    return make_adapters(tmp_path_factory.mktemp("candidates"))

@@ -223,9 +223,7 @@ def test_llamacpp_vs_transformers_stored_compared_gated(tmp_path):
     with Store(db) as store:
         for suite in ("heldout-text", str(task)):
             out = run_suite(store, backend, load_suite(suite), RunOptions(limit=2))
-            assert out.model_calls == 0 and out.n_cached == out.n_examples == (
-                2 if suite == "heldout-text" else 3
-            )
+            assert out.model_calls == 0 and out.n_cached == out.n_examples == 2
     assert backend._llm is None and backend.calls == {"generate": 0, "eval": 0}
 
 

@@ -74,6 +74,10 @@ def test_a_field_named_self_is_data_not_a_keyword(tmp_path):
     assert s.request(s.examples[0]).messages[-1]["content"] == "me and t"
     r = run_cli("suites", "validate", str(tmp_path / "suite.yaml"), cwd=tmp_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr
+    # `{{ self }}` would silently render Jinja's template reference: a located error instead
+    with pytest.raises(UserError) as e:
+        load_suite(write_suite(tmp_path, _suite("{{ self }}"), data))
+    assert e.value.field == "prompt" and "record['self']" in str(e.value)
 
 
 def test_missing_field_names_the_data_line_and_bad_expression_the_template(tmp_path):

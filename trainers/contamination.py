@@ -341,7 +341,7 @@ def _minhash_matches(
     every training record's signature queried against it."""
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-    a, b = MinHash(num_perm=num_perm, seed=1).permutations
+    a, b = MinHash(num_perm=num_perm, seed=1, scheme="legacy").permutations
     sig_s, has_s = signatures(suite, n_examples, a, b)
     sig_t, has_t = signatures(train, n_records, a, b)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)

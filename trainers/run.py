@@ -15,8 +15,10 @@ from harness.store.training import finish_training_run, mark_dead_training_runs,
 from trainers import cache, job
 from trainers.callbacks import ProgressCallback, StoreLogCallback
 from trainers.config import LoadedConfig
+from trainers.eval_callback import EvalSuiteCallback, eval_callbacks
 from trainers.model import TrainableModel
 from trainers.register import Candidate, candidate_spec, register_models
+from trainers.templates import dataset_info, prompt_format
 
 BuildTrainer = Callable[[dict[str, Any], list[Any]], Any]
 
@@ -40,7 +42,8 @@ def run_training(
     cache.check_output_free(out)
     run_id = job.new_training_run_id()
     log_cb = StoreLogCallback(None, run_id)  # the store is attached once the run row exists
-    cbs = [log_cb, *job.callbacks(loaded, bool(splits.eval))]
+    cbs = [log_cb, *job.callbacks(loaded, bool(splits.eval)), *eval_callbacks(loaded)]
+    fmt = prompt_format(tm.tokenizer, loaded, getattr(cfg, "loss_on", None))  # recorded with the adapter
     if progress:
         cbs.append(ProgressCallback(progress))
     ckpt = cache.checkpoints_dir()
@@ -62,7 +65,7 @@ def run_training(
                 parent_model_id=tm.resolved.model_id,
                 config=cfg.model_dump(mode="json"),
                 dataset_hash=splits.hash,
-                dataset=splits.info,
+                dataset={**splits.info, **dataset_info(fmt)},
                 seed=cfg.training.seed,
                 versions=job.versions(),
                 git_sha=_git_sha(),
@@ -72,6 +75,9 @@ def run_training(
             # OpenMP threads: on a small CPU any extra runnable thread stalls the whole step.
             store.db.execute("SET threads TO 1")
             log_cb.store = store
+            for cb in cbs:  # suites evaluated during training store runs linked to this run
+                if isinstance(cb, EvalSuiteCallback):
+                    cb.attach(store, run_id, tm)
             try:
                 trainer.train()
                 summary = _summary(trainer.state, log_cb.last)
@@ -83,7 +89,8 @@ def run_training(
                     "parent_spec": tm.resolved.spec.raw,
                     "config": cfg.model_dump(mode="json"),
                     "dataset_hash": splits.hash,
-                    "dataset": splits.info,
+                    "dataset": {**splits.info, **dataset_info(fmt)},
+                    **fmt,
                     "versions": job.versions(),
                     "host": job.host(),
                     "summary": summary,

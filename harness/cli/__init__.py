@@ -18,9 +18,11 @@ from harness.cli import (
     quickstart,
     report,
     results,
+    review_cmd,
     run,
     score,
     suites_cmd,
+    sweep,
     train,
 )
 from harness.cli.common import console_err
@@ -76,7 +78,9 @@ app.command("merge")(train.merge_cmd)
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(judge_cmd.app, name="judge")
 app.command("report")(report.report_cmd)
+app.command("review")(review_cmd.review_cmd)
 app.command("score")(score.score_cmd)
+app.command("sweep")(sweep.sweep_cmd)
 
 
 def main() -> None:
@@ -113,6 +117,14 @@ def main() -> None:
             raise
         console_err.print(f"[bold red]error:[/] {escape(scrub(str(e)))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except ImportError as e:  # an optional package (torch, TRL, …): name the extra to install
+        from harness.extras import missing_extra
+
+        missing = missing_extra(e)
+        if missing is None or debug:
+            raise
+        console_err.print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+        sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         rc = 130
     except typer.Exit as e:

@@ -19,7 +19,7 @@ def contamination_cmd(
     db: DbOption = DEFAULT_DB,
     threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold for near-duplicates.")] = 0.5,
     ngram: Annotated[int, typer.Option(help="Span length in tokens (words; CJK characters).")] = 13,
-    store: Annotated[bool, typer.Option(help="Store the results (show/compare/gate/report use them).")] = True,
+    store: Annotated[bool, typer.Option(help="Store the results (show, compare, gate, report).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print every match as JSON.")] = False,
     top: Annotated[int, typer.Option(help="Contaminated examples to list per suite.")] = 10,
 ) -> None:
@@ -37,7 +37,8 @@ def contamination_cmd(
     if store:
         _store(db, result)
     if as_json:
-        print(json.dumps({"suites": result.suites, "matches": [m.__dict__ for m in result.matches]}, indent=2))
+        matches = [m.__dict__ for m in result.matches]
+        print(json.dumps({"suites": result.suites, "matches": matches}, indent=2))
         return
     print_scan(result, top)
 

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
+from harness.errors import UserError
 
 
 def gate_cmd(
@@ -24,14 +25,33 @@ def gate_cmd(
     html: Annotated[
         Path | None, typer.Option("--html", help="Write the HTML report with the verdict here.")
     ] = None,
+    require: Annotated[
+        str,
+        typer.Option(
+            help="Several candidate models: pass when any of them passes, or only when all do.",
+        ),
+    ] = "any",
 ) -> None:
-    """Gate CANDIDATE against BASELINE with POLICY, from stored runs only."""
+    """Gate CANDIDATE against BASELINE with POLICY, from stored runs only.
+
+    Candidates of several models (or best:SUITE/METRIC from a sweep) are gated one by one
+    against the same baseline, with a leaderboard; --require any|all decides the exit code."""
     from harness.gate import load_policy, run_gate
 
+    if require not in ("any", "all"):
+        raise UserError(f"--require must be any or all, not '{require}'", field="require")
     pol, doc = load_policy(policy)  # a bad policy fails before the store is opened
     from harness.store import Store
 
     with Store(db, must_exist=True) as store:
+        from harness.cli.leaderboard import expand_best
+        from harness.gate.leaderboard import group_candidates
+
+        candidate = expand_best(store, candidate)
+        groups = group_candidates(store, candidate)
+        if len(groups) > 1:
+            code = _gate_many(store, pol, doc, baseline, groups, suite, require, junit, summary, html)
+            raise typer.Exit(code)
         result = run_gate(store, pol, doc, baseline, candidate, suite)
         if html:
             from reports import write_report
@@ -43,6 +63,45 @@ def gate_cmd(
 
         announce(html)
     raise typer.Exit(code)
+
+
+def _gate_many(store, pol, doc, baseline, groups, suite, require, junit, summary, html) -> int:
+    """Each candidate gated against the baseline, then the leaderboard and the overall verdict."""
+    from harness.cli.leaderboard import print_leaderboard
+    from harness.gate import junit_xml, markdown
+    from harness.gate.leaderboard import run_leaderboard, verdict
+
+    results = run_leaderboard(store, pol, doc, baseline, groups, suite)
+    for cand, result in results:
+        console.rule(f"candidate {escape(cand.label)}")
+        report_gate(result)
+    print_leaderboard(store, baseline, groups, results)
+    ok = verdict(results, require)
+    n_pass = sum(r.passed for _, r in results)
+    console.print(
+        f"[bold {'green' if ok else 'red'}]gate {'passed' if ok else 'failed'}[/]: {n_pass} of "
+        f"{len(results)} candidates passed (--require {require})",
+        highlight=False,
+    )
+    if junit:  # one JUnit testsuite per candidate
+        import xml.etree.ElementTree as ET
+
+        root = ET.Element("testsuites", name="tunegate")
+        for c, r in results:
+            for ts in ET.fromstring(junit_xml(r).split("?>", 1)[1].strip()):
+                ts.set("name", f"{ts.get('name')} · candidate {c.label}")
+                root.append(ts)
+        junit.write_text(ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n", encoding="utf-8")
+    if summary:
+        summary.write_text(
+            "".join(f"### candidate {c.label}\n\n{markdown(r)}\n" for c, r in results), encoding="utf-8"
+        )
+    if html:
+        from harness.cli.report import announce
+        from reports.leaderboard import write_leaderboard
+
+        announce(write_leaderboard(store, baseline, groups, html, gates=results))
+    return 0 if ok else 1
 
 
 def report_gate(result, *, junit: Path | None = None, summary: Path | None = None) -> int:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import DEFAULT_DB, DbOption, console
+from harness.errors import UserError
 
 HtmlOption = Annotated[
     Path | None, typer.Option("--html", help="Also write the HTML report (one self-contained file) here.")
@@ -29,8 +30,29 @@ def report_cmd(
         Path | None, typer.Option("--policy", help="Gate policy YAML: show its verdict per rule.")
     ] = None,
     db: DbOption = DEFAULT_DB,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option("--sweep", help="Also draw this checkpoint sweep's metric vs step (sweep id)."),
+    ] = None,
 ) -> None:
-    """Write an HTML report: lineage, scoreboard with CIs, charts, per-example viewer."""
+    """Write an HTML report: lineage, scoreboard with CIs, charts, per-example viewer.
+
+    Runs of more than two models (or --sweep) give the leaderboard page: the first model is the
+    baseline, every other one a candidate, with metric vs step for sweeps."""
+    from harness.store import Store
+
+    with Store(db, must_exist=True) as store:
+        from harness.cli.leaderboard import expand_best
+        from harness.gate.leaderboard import group_candidates
+
+        groups = group_candidates(store, expand_best(store, refs)) if refs else []
+        if len(groups) > 2 or sweep:
+            if len(groups) < 2:
+                raise UserError("a leaderboard needs a baseline and at least one candidate")
+            from reports.leaderboard import write_leaderboard
+
+            announce(write_leaderboard(store, groups[0].refs, groups[1:], output, sweeps=sweep))
+            return
     from reports import write_report
 
     path = write_report(db, refs, output, policy=policy)

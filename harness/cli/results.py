@@ -78,7 +78,10 @@ def show_cmd(
 
 def compare_cmd(
     baseline: Annotated[str, typer.Argument(help="Baseline run id.")],
-    candidate: Annotated[str, typer.Argument(help="Candidate run id.")],
+    candidate: Annotated[
+        list[str],
+        typer.Argument(help="Candidate run id; several run ids or models: a leaderboard against BASELINE."),
+    ],
     db: DbOption = DEFAULT_DB,
     top: Annotated[int, typer.Option(help="Most-regressed examples to list per metric.")] = 5,
     html: Annotated[
@@ -98,8 +101,11 @@ def compare_cmd(
     from harness.store import Store
     from harness.store.contamination import summary_line
 
+    if len(candidate) > 1:
+        _compare_many(baseline, candidate, db, html)
+        return
     with Store(db, must_exist=True) as store:
-        ra, rb, comps = compare_runs(store, baseline, candidate, k=top, test=test, ci=ci)
+        ra, rb, comps = compare_runs(store, baseline, candidate[0], k=top, test=test, ci=ci)
         contamination = summary_line(store, ra.suite_id, ra.suite_name)
         if html:
             from reports import write_report
@@ -108,6 +114,25 @@ def compare_cmd(
     print_comparison(ra, rb, comps, top)
     if contamination:
         console.print(contamination, highlight=False, markup=False)
+    if html:
+        from harness.cli.report import announce
+
+        announce(path)
+
+
+def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | None) -> None:
+    """One baseline, N candidates (run ids or models): the leaderboard of paired deltas."""
+    from harness.cli.leaderboard import expand_best, print_leaderboard
+    from harness.gate.leaderboard import group_candidates
+    from harness.store import Store
+
+    with Store(db, must_exist=True) as store:
+        groups = group_candidates(store, expand_best(store, candidates))
+        print_leaderboard(store, [baseline], groups)
+        if html:
+            from reports.leaderboard import write_leaderboard
+
+            path = write_leaderboard(store, [baseline], groups, html)
     if html:
         from harness.cli.report import announce
 

@@ -49,24 +49,79 @@ def run_cmd(
             help="With --resume: keep failed examples as errors instead of retrying them.",
         ),
     ] = False,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--adapter",
+            help="Adapter folder on the --model base (repeatable): base and every adapter are "
+            "evaluated on one base load, each as its own run.",
+        ),
+    ] = None,
+    allow_noop_adapter: Annotated[
+        bool,
+        typer.Option(
+            "--allow-noop-adapter",
+            help="Evaluate an adapter that does not change the base's logits (refused by default).",
+        ),
+    ] = False,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="With a data file as --suite (messages/sharegpt/alpaca .jsonl): metric to score "
+            "it with (repeatable).",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: only every N-th example (by example id) from the K-th, for N parallel CI jobs "
+            "writing one store each; join them with `tunegate db merge`.",
+        ),
+    ] = None,
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
     from harness.models.batching import parse_batch_size
     from harness.runner import RunOptions
 
     batch = parse_batch_size(batch_size)
+    from harness.runner.shard import parse_shard
+
+    if shard and resume:
+        raise UserError("--resume continues a run with its own shard: give --shard or --resume, not both")
+    kn = parse_shard(shard) if shard else None
     if resume:
         model, suite = _resume_target(db, resume, model, suite)
     if not model or not suite:
         raise UserError("give --model and at least one --suite (or --resume RUN_ID)")
     if resume and len(suite) != 1:
         raise UserError("--resume continues one run: give one --suite (or none)")
+    from harness.cli.candidates import read_candidates_file
+
+    suite = _data_file_suites(suite, metric or [])
+    listed = read_candidates_file(Path(model))
+    if listed or adapter:
+        from harness.cli.candidates import evaluate_views, load_suites, open_views, print_outcomes
+
+        base, adapters, include_base = listed or (model, list(adapter or []), True)
+        if listed and adapter:
+            raise UserError("give adapters in the models file or with --adapter, not both")
+        opts = RunOptions(
+            limit=limit, seed=seed, batch_size=batch, resume=resume, keep_errors=keep_errors, shard=kn
+        )
+        loaded = load_suites(suite)  # bad suite files fail before the model loads
+        views = open_views(base, adapters, include_base=include_base, allow_noop=allow_noop_adapter)
+        print_outcomes(evaluate_views(views, loaded, db, opts, progress), db)
+        return
     outcomes = evaluate(
         model,
         suite,
         db,
-        RunOptions(limit=limit, seed=seed, batch_size=batch, resume=resume, keep_errors=keep_errors),
+        RunOptions(
+            limit=limit, seed=seed, batch_size=batch, resume=resume, keep_errors=keep_errors, shard=kn
+        ),
         progress=progress,
+        allow_noop=allow_noop_adapter,
     )
     for o in outcomes:
         console.print(
@@ -77,7 +132,9 @@ def run_cmd(
     console.print(f"see: tunegate show RUN_ID --db {db}")
 
 
-def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = True) -> list:
+def evaluate(
+    model: str, suites: list[str], db: Path, options, progress: bool = True, allow_noop: bool = False
+) -> list:
     """Validate every input first, then load the model and run the suites one by one."""
     from harness.models import parse_model_spec, resolve_model
     from harness.models.backend import open_backend
@@ -87,6 +144,13 @@ def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = 
 
     loaded = [load_suite(s) for s in suites]  # bad suite files fail before anything is stored
     spec = parse_model_spec(model)
+    from harness.cli.candidates import needs_shared
+
+    if needs_shared(spec):  # an adapter is checked to really apply; its chat template recorded
+        from harness.cli.candidates import evaluate_views, open_views
+
+        views = open_views(model, [], include_base=False, allow_noop=allow_noop)
+        return [o for _, outs in evaluate_views(views, loaded, db, options, progress) for o in outs]
     resolved = resolve_model(spec)
     backend = open_backend(resolved)
     from harness.runner.capabilities import check_capabilities
@@ -101,6 +165,18 @@ def evaluate(model: str, suites: list[str], db: Path, options, progress: bool = 
         for s in loaded:
             outcomes.append(run_suite(store, backend, s, options, on_start=start))
     return outcomes
+
+
+def _data_file_suites(suites: list[str], metrics: list[str]) -> list[str]:
+    """A data file as --suite (with --metric) becomes a suite made on the fly (suites.adhoc)."""
+    from suites.adhoc import adhoc_suite, is_data_file
+
+    files = [s for s in suites if is_data_file(s)]
+    if metrics and not files:
+        raise UserError("--metric applies to a data file given as --suite (a .jsonl/.json file)")
+    if files and not metrics:
+        raise UserError(f"a data file as --suite needs at least one --metric to score it ({files[0]})")
+    return [str(adhoc_suite(Path(s), metrics)) if is_data_file(s) else s for s in suites]
 
 
 def _resume_target(db: Path, run_id: str, model: str | None, suite: list[str] | None):

@@ -26,6 +26,17 @@ StepsOption = Annotated[int | None, typer.Option(help="Override training.max_ste
 OutOption = Annotated[Path | None, typer.Option("--output-dir", help="Override where the adapter is saved.")]
 SeedOption = Annotated[int | None, typer.Option(help="Override training.seed.")]
 ProgressOption = Annotated[bool, typer.Option(help="Show training progress.")]
+EvalSuiteOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--eval-suite",
+        help="During training: run this suite on the live model every --eval-every steps, each a "
+        "stored run linked to its step (repeatable).",
+    ),
+]
+EvalEveryOption = Annotated[
+    int | None, typer.Option("--eval-every", help="Steps between --eval-suite runs.", min=1)
+]
 
 
 @app.command("sft")
@@ -39,10 +50,13 @@ def sft_cmd(
     output_dir: OutOption = None,
     seed: SeedOption = None,
     progress: ProgressOption = True,
+    eval_suite: EvalSuiteOption = None,
+    eval_every: EvalEveryOption = None,
 ) -> None:
     """Supervised fine-tuning with a LoRA (or 4-bit QLoRA) adapter; registers the candidate."""
     overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
-    _train("sft", config, eval_suites or [], db, limit, overrides, progress)
+    during = _during(eval_suite, eval_every, limit)
+    _train("sft", config, eval_suites or [], db, limit, overrides, progress, during)
 
 
 @app.command("dpo")
@@ -56,18 +70,42 @@ def dpo_cmd(
     output_dir: OutOption = None,
     seed: SeedOption = None,
     progress: ProgressOption = True,
+    eval_suite: EvalSuiteOption = None,
+    eval_every: EvalEveryOption = None,
 ) -> None:
     """DPO on preference pairs with a LoRA adapter (on a base or an SFT candidate)."""
     overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
-    _train("dpo", config, eval_suites or [], db, limit, overrides, progress)
+    during = _during(eval_suite, eval_every, limit)
+    _train("dpo", config, eval_suites or [], db, limit, overrides, progress, during)
 
 
-def _train(kind: str, config: Path, suites: list[str], db: Path, limit, overrides, progress: bool) -> None:
+def _during(suites: list[str] | None, every: int | None, limit: int | None) -> Any:
+    """--eval-suite/--eval-every as the trainer callback's settings (trainers.eval_callback)."""
+    if bool(suites) != bool(every):
+        from harness.errors import UserError
+
+        raise UserError("--eval-suite and --eval-every go together: give both")
+    if not suites:
+        return None
+    from trainers.eval_callback import EvalDuring
+
+    return EvalDuring(list(suites), int(every or 0), limit)
+
+
+def _train(
+    kind: str, config: Path, suites: list[str], db: Path, limit, overrides, progress: bool, during: Any = None
+) -> None:
     import warnings
 
     from trainers.config import load_config
 
     loaded = load_config(config, kind, **overrides)
+    if during is not None:  # not part of the config: the adapter (and its cache key) is the same
+        from suites import load_suite
+
+        for s in during.suites:
+            load_suite(s)
+        loaded.eval_during = during
     if suites:  # a bad suite fails now, not after an hour of training
         from suites import load_suite
 
@@ -82,10 +120,30 @@ def _train(kind: str, config: Path, suites: list[str], db: Path, limit, override
         warnings.simplefilter("ignore", FutureWarning)
         cand = train(loaded, db, advance)
     print_candidate(cand)
+    if during is not None:
+        _print_during(cand, db)
     if not suites:
         console.print(f'evaluate it: tunegate run -m "{cand.spec}" -s SUITE --db {db}', highlight=False)
     else:
         evaluate_candidate(loaded.cfg.model, cand.spec, suites, db, limit, progress)
+
+
+def _print_during(cand, db: Path) -> None:
+    """The runs --eval-suite stored during training, step by step."""
+    from harness.gate.best import sweep_runs
+    from harness.store import Store
+
+    if cand.reused:
+        console.print("  [yellow]cached adapter reused: nothing trained, so no --eval-suite runs[/]")
+        return
+    with Store(db, must_exist=True) as store:
+        rows = sweep_runs(store, sweep=cand.training_run_id)
+    for run_id, _, suite, _, step, _, _ in rows:
+        console.print(f"  step {step:>5}  {suite}  run {run_id}", highlight=False)
+    console.print(
+        f"  metric vs step: tunegate report --sweep {cand.training_run_id} {cand.spec!r} -o steps.html",
+        highlight=False,
+    )
 
 
 def print_candidate(cand) -> None:

@@ -321,6 +321,10 @@ def _suite_checks(store: Store, rule: Rule, suite: str, rb: RunRecord, rc: RunRe
     }
     if any(v is not None for v in limits.values()):
         out += _judge_checks(store, suite, rb, rc, limits, "fail", "judge_health")
+    if rule.template_match is not None:
+        from harness.gate.template_rule import template_check
+
+        out.append(template_check(suite, rc))
     return out
 
 

@@ -64,6 +64,9 @@ class Rule(Strict):
     """Judge suites: smallest quadratic-weighted kappa with human labels (fails without labels)."""
     judge_min_separation: float | None = None
     """Judge suites with a sanity set: smallest mean score gap, reference minus wrong answers."""
+    template_match: Literal["required"] | None = None
+    """required: fail a candidate evaluated with a chat template other than the one its adapter
+    was trained with (recorded per run; an adapter without a recorded template passes)."""
     fail_underpowered: bool | None = None
     """Overrides the policy's fail_underpowered for this rule."""
     max_error_rate: float | None = Field(None, ge=0, le=1)
@@ -102,6 +105,7 @@ SUITE_CHECKS = (
     "judge_min_consistency",
     "judge_min_kappa",
     "judge_min_separation",
+    "template_match",
 )
 
 

@@ -17,6 +17,7 @@ Spec options: n_ctx=N (default: the file's context length, capped at 8192), n_th
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -165,7 +166,12 @@ class LlamaCppBackend:
         if self._llm is not None:
             return self._llm
         if self._vocab is None:
-            self._vocab = self._llama(vocab_only=True)
+            from llama_cpp._utils import suppress_stdout_stderr
+
+            # a vocab-only context warns "n_ctx_seq > n_ctx_train (0)" on stderr: not news
+            with suppress_stdout_stderr(disable=False):
+                self._vocab = self._llama(vocab_only=True)
+            atexit.register(self._vocab.close)
         return self._vocab
 
     @property
@@ -179,7 +185,11 @@ class LlamaCppBackend:
                 n_threads_batch=self.n_threads,
                 logits_all=True,  # every position's logits: prompt log-probabilities
             )
-            self._vocab = None
+            # closed before interpreter teardown, when Llama.__del__ would fail noisily
+            atexit.register(self._llm.close)
+            if self._vocab is not None:
+                self._vocab.close()
+                self._vocab = None
             log.info("loaded %s with llama.cpp in %.1f s", self.path.name, time.perf_counter() - t0)
         return self._llm
 

@@ -6,7 +6,9 @@ messages; 0: they are rendered — with `tokenizer=DIR`'s chat template when giv
 /completions), `api_key_env=NAME` (default OPENAI_API_KEY; the key is read from the environment
 and never stored), `max_concurrency=N`, `timeout=S`, `max_retries=N`, `revision=TEXT` (what the
 deployment serves: an endpoint cannot prove its weights, so a revision keeps the cache from
-mixing two deployments).
+mixing two deployments), `prefix=TEXT` (the text of the token every scored text is predicted
+from, e.g. the model's BOS `<s>` or EOS: lm-eval's prefix token, so endpoint perplexities equal
+the local backends'; without it the first token has no context and is not scored).
 
 Log-likelihoods come from /completions with `echo` + `logprobs` (what lm-eval's
 `local-completions` uses). Servers differ and several are wrong without saying so, so before the
@@ -21,6 +23,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,16 @@ from harness.transport import HttpPolicy, MalformedReply, Transport
 log = logging.getLogger(__name__)
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-_OPTIONS = {"chat", "api_key_env", "max_concurrency", "timeout", "max_retries", "revision", "tokenizer"}
+_OPTIONS = {
+    "chat",
+    "api_key_env",
+    "max_concurrency",
+    "timeout",
+    "max_retries",
+    "revision",
+    "tokenizer",
+    "prefix",
+}
 _VOLATILE = {"created"}  # vLLM stamps /v1/models entries with the request time
 MAX_STOPS = 4  # the OpenAI API takes at most 4 stop strings; the rest are cut here
 
@@ -84,6 +96,8 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
                 raise UserError(f"model spec '{raw}': {name} must be a number", field=name) from None
     if "revision" in params:
         opts["revision"] = params["revision"]
+    if params.get("prefix"):
+        opts["prefix"] = params["prefix"]
     if "tokenizer" in params:
         tok = Path(params["tokenizer"]).expanduser()
         if not ((tok / "tokenizer_config.json").is_file() or (tok / "tokenizer.json").is_file()):
@@ -146,6 +160,8 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
         "models_entry": entry,
         "revision": spec.options.get("revision"),
     }
+    if spec.options.get("prefix"):  # changes every log-probability: part of the identity
+        facts["prefix"] = spec.options["prefix"]
     fp = hashlib.sha256(("endpoint\0" + json.dumps(facts, sort_keys=True, default=str)).encode()).hexdigest()
     return ResolvedModel(spec, None, None, dict(spec.options), fp, None, device="remote", facts=facts)
 
@@ -286,6 +302,8 @@ class OpenAIBackend:
             n_space = len(ctx) - len(ctx.rstrip())  # lm-eval moves a trailing space to the continuation
             if n_space:
                 ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
+            if not ctx:  # as lm-eval: an empty context is the prefix token
+                ctx = self.resolved.options.get("prefix", "")
 
             async def run() -> LogLikelihood:
                 out = await self.echo(ctx + cont)
@@ -306,20 +324,52 @@ class OpenAIBackend:
     def rolling_loglikelihood(
         self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
     ) -> Iterator[list[tuple[int, RollingLL]]]:
-        """The whole text echoed in one request (the server's context bounds it): every token
-        the server scores counts; the first token has no context and no log-probability."""
+        """Every token the server scores, in the local backends' windows (lm-eval's layout).
+
+        The text is echoed once; one that fits `max_length` tokens is scored from that reply.
+        A longer one is cut, at the server's own token boundaries (`text_offset`), into the
+        windows the local backends use, each sent as its own echo request, so a long text is
+        scored with the same context lengths locally and over HTTP. The first token has no
+        context, so an endpoint does not score it (OpenAI's null; a model whose server adds BOS
+        scores it from the BOS).
+        """
+        from harness.models.windows import rolling_windows
+
+        context_len = max_length - stride + 1
+        prefix = self.resolved.options.get("prefix", "")
 
         def one(text: str) -> Callable[[], Coroutine[Any, Any, RollingLL]]:
             async def run() -> RollingLL:
-                out = await self.echo(text)
+                t0 = time.perf_counter()
+                out = await self.echo(prefix + text)
                 if out.error is not None:
                     return RollingLL(None, 0, out.latency_s, out.error)
-                scored = [t.logprob for t in out.value if t.logprob is not None]
-                if not scored:
-                    return RollingLL(
-                        None, 0, out.latency_s, "the server returned no prompt log-probabilities"
-                    )
-                return RollingLL(-sum(scored), len(scored), out.latency_s)
+                # the prefix's own token(s) are context, never scored
+                toks = [t for t in out.value if t.offset >= len(prefix)]
+                for t in toks:
+                    t.offset -= len(prefix)
+                if len(toks) <= max_length:
+                    scored = [t.logprob for t in toks if t.logprob is not None]
+                    if not scored:
+                        return RollingLL(
+                            None, 0, out.latency_s, "the server returned no prompt log-probabilities"
+                        )
+                    return RollingLL(-sum(scored), len(scored), out.latency_s)
+                nll, n = 0.0, 0
+                bounds = [t.offset for t in toks] + [len(text)]
+                for inp, tgt in rolling_windows(list(range(len(toks))), -1, max_length, context_len):
+                    # the first window starts at the prefix (inp[0] == -1), later ones at a token
+                    head = prefix if inp[0] == -1 else ""
+                    start = 0 if inp[0] == -1 else bounds[inp[0]]
+                    end = bounds[tgt[-1] + 1]
+                    w = await self.echo(head + text[start:end])
+                    if w.error is not None:
+                        return RollingLL(None, 0, time.perf_counter() - t0, w.error)
+                    lo = len(head) + bounds[tgt[0]] - start
+                    part = [t.logprob for t in w.value if t.offset >= lo and t.logprob is not None]
+                    nll -= sum(part)
+                    n += len(part)
+                return RollingLL(nll, n, time.perf_counter() - t0)
 
             return run
 

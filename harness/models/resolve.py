@@ -81,8 +81,13 @@ def resolve_local(spec: ModelSpec) -> ResolvedModel:
     options = placement.fingerprint_options()
     if opts.get("load_in_4bit"):
         options["load_in_4bit"] = True
+    base_options = dict(options)  # lineage: the base weights, whatever template renders prompts
+    if opts.get("chat_template"):
+        from harness.models.chat_template import fingerprint_value
+
+        options["chat_template"] = fingerprint_value(opts["chat_template"], adapter)
     fp = fingerprint(weights, adapter, options)
-    base_fp = fingerprint(weights, None, options) if adapter else None
+    base_fp = fingerprint(weights, None, base_options) if adapter else None
     return ResolvedModel(spec, weights, adapter, options, fp, base_fp, device=placement.device)
 
 

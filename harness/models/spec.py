@@ -5,6 +5,7 @@ hf:PATH  | PATH (a folder)      a local Hugging Face model folder
 gguf:FILE | FILE.gguf           a GGUF file (converted once to a cached HF folder)
 ...?adapter=DIR                 a PEFT adapter on top of that base
 ...?dtype=auto&device=auto&load_in_4bit=1   load options (what they resolve to is fingerprinted)
+...?chat_template=trained|base|FILE  the template prompts are rendered with (adapter runs)
 llamacpp:FILE.gguf[?n_ctx=N&chat_template=…]   the GGUF itself, in-process through llama.cpp
 openai:MODEL@BASE_URL[?chat=1&api_key_env=…]   any OpenAI-compatible server or API
 predictions:FILE.jsonl[?match=order]  outputs made elsewhere, replayed by example id (or order)
@@ -24,7 +25,7 @@ from harness.errors import UserError
 
 ALIASES = {"smollm2"}
 DTYPES = {"float32", "bfloat16", "float16"}
-_OPTIONS = {"adapter", "dtype", "load_in_4bit", "device", "device_map"}
+_OPTIONS = {"adapter", "dtype", "load_in_4bit", "device", "device_map", "chat_template"}
 _PREDICTION_OPTIONS = {"match"}
 MATCH_MODES = ("id", "order")
 
@@ -138,6 +139,18 @@ def parse_local(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
         raise UserError(f"model spec '{raw}': load_in_4bit must be 0 or 1", field="load_in_4bit")
     if params.get("load_in_4bit") in ("1", "true"):
         options["load_in_4bit"] = True
+    if params.get("chat_template"):  # trained | base | a template file (harness.models.chat_template)
+        tpl = params["chat_template"]
+        if tpl not in ("trained", "base"):
+            t = Path(tpl).expanduser()
+            if not t.is_file():
+                raise UserError(
+                    f"model spec '{raw}': chat_template must be trained, base or a template file; "
+                    f"{t} does not exist",
+                    field="chat_template",
+                )
+            tpl = str(t.resolve())
+        options["chat_template"] = tpl
     adapter = params.get("adapter")
     if adapter is not None:
         a = Path(adapter).expanduser()

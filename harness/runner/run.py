@@ -16,6 +16,7 @@ from harness.errors import UserError
 from harness.runner.capabilities import check_capabilities
 from harness.runner.execute import execute
 from harness.runner.plan import plan_items
+from harness.runner.shard import shard_examples, shard_of
 from harness.store import Store
 from harness.suite import SuiteKind, content_hash, suite_id
 
@@ -34,6 +35,8 @@ class RunOptions:
     """Run id to continue: examples without a stored result, and those that failed, are done."""
     keep_errors: bool = False
     """With `resume`: keep failed examples as they are instead of retrying them."""
+    shard: tuple[int, int] | None = None
+    """(K, N): only every N-th example by id, from the K-th (`run --shard K/N`; harness.runner.shard)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,11 @@ def run_suite(
 
         options = replace(options, batch_size=DEFAULT_BATCH)  # nothing to search: a fixed size
     sid = suite_id(suite)
+    if options.shard and getattr(suite, "execute_run", None):
+        raise UserError(
+            f"--shard splits the examples of task and perplexity suites; {suite.kind} suite "
+            f"'{suite.config.name}' runs its own request loop and cannot be sharded"
+        )
     examples = suite.examples[: options.limit] if options.limit else suite.examples
     if options.resume:
         run = store.get_run(options.resume)
@@ -94,10 +102,12 @@ def run_suite(
         limit = run.config.get("limit")  # the original run's limit, not today's flags
         examples = suite.examples[:limit] if limit else suite.examples
         _bind(backend, suite, examples)
+        examples = shard_examples(examples, shard_of(run.config))
         done = store.done_example_ids(run_id, include_errors=options.keep_errors)
         store.reopen_run(run_id)
     else:
-        _bind(backend, suite, examples)
+        _bind(backend, suite, examples)  # before sharding: order-matched predictions count from the top
+        examples = shard_examples(examples, options.shard)
         _register(store, resolved, suite, sid)
         run_id = new_run_id()
         done = set()
@@ -113,6 +123,7 @@ def run_suite(
                 "suite": suite.config.model_dump(mode="json"),
                 "backend": backend.describe(),
                 "endpoint": backend.capabilities.endpoint,
+                **({"shard": {"k": options.shard[0], "n": options.shard[1]}} if options.shard else {}),
             },
             seed=options.seed,
             versions=versions(),

@@ -40,12 +40,10 @@ def write_scan(store: Store, scan: Any, train_hash: str, training_run_id: str | 
 
 def has_scan(store: Store, suite_id: str) -> bool:
     """Whether any stored scan covered this suite (by suite id: name + content hash)."""
-    row = store.db.execute(
-        "SELECT 1 FROM contamination_scans, unnest(CAST(json_extract(suites, '$[*].suite_id') AS VARCHAR[]))"
-        " t(s) WHERE s = ? LIMIT 1",
-        [suite_id],
-    ).fetchone()
-    return row is not None
+    for (suites,) in store.db.execute("SELECT suites FROM contamination_scans").fetchall():
+        if any(s.get("suite_id") == suite_id for s in json.loads(suites or "[]")):
+            return True
+    return False
 
 
 def contaminated(store: Store, suite_id: str) -> dict[str, list[dict[str, Any]]]:

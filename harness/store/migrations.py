@@ -247,5 +247,13 @@ def m005_verdict(db: duckdb.DuckDBPyConnection) -> None:
             imported_at TIMESTAMP DEFAULT current_timestamp,
             PRIMARY KEY (review_id, run_id, example_id, reviewer, criterion)
         );
+        CREATE TABLE review_pages (
+            review_id VARCHAR PRIMARY KEY,
+            runs JSON NOT NULL,                -- the run ids reviewed
+            criteria JSON NOT NULL,
+            manifest JSON NOT NULL,            -- per example: which run each shown slot holds
+            seed INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
         """
     )

@@ -121,6 +121,10 @@
     c.setAttribute("data-id", ex[ID]);
     var head = el("header");
     head.appendChild(el("span", "exid", ex[ID]));
+    if (ex[EXTRA] && ex[EXTRA].c) {  // found in training data by a contamination scan
+      var flag = el("span", "contam", "contaminated: " + ex[EXTRA].c.join("; "));
+      head.appendChild(flag);
+    }
     for (var m = 0; m < s.metrics.length; m++) {
       var a = ex[VAL] ? ex[VAL][m] : null, b = two && ex[VAL + 1] ? ex[VAL + 1][m] : null;
       var g = gain(ex, m), chip = el("span", "chip" + (g === null ? "" : g > 0 ? " better" : g < 0 ? " worse" : ""));
