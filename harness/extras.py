@@ -43,7 +43,7 @@ class MissingExtra(UserError):
         self.module = module
         self.extra = extra
         super().__init__(
-            f"{WHAT[extra]} need {module}, which is not installed: pip install 'tunegate[{extra}]'"
+            f"{module} is not installed (needed for {WHAT[extra]}): pip install 'tunegate[{extra}]'"
         )
 
 

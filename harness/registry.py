@@ -19,6 +19,7 @@ import pydantic
 from harness.errors import UserError
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, **info: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: register `factory` under `name` with static `info`."""
+    def register(self, name: str, **info: Any) -> Callable[[F], F]:
+        """Decorator: register `factory` under `name` with static `info` (returned as it is)."""
 
-        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+        def deco(factory: F) -> F:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self._entries[name] = Entry(name, factory, dict(info))

@@ -137,7 +137,7 @@ class SuiteKind(ABC):
         return [ScoreRow(example.id, m.name, None, 1.0, error) for m in self.metrics]
 
 
-SUITE_KINDS: Registry[type[SuiteKind]] = Registry("suite kind")
+SUITE_KINDS: Registry[SuiteKind] = Registry("suite kind")  # entries: the SuiteKind classes
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -161,7 +161,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def example_ids(rows: Sequence[tuple[int, dict[str, Any]]], id_field: str | None, path: Path) -> list[str]:
     """Ids from `id_field` when records have it, else 'line-N'; duplicates are errors."""
-    ids, seen = [], {}
+    ids: list[str] = []
+    seen: dict[str, int] = {}
     for n, rec in rows:
         if id_field and id_field in rec:
             eid = str(rec[id_field])

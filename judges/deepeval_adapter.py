@@ -6,7 +6,7 @@ limit, retries, Retry-After handling, structured-output negotiation (llama.cpp i
 with a store, the judgment cache. Telemetry, Confident AI uploads and .env loading are switched
 off before deepeval is imported; nothing leaves the machine except the calls to your endpoint.
 
-deepeval is optional (`pip install deepeval`): it pulls ~20 packages, pytest plugins among them,
+deepeval is optional (`pip install 'tunegate[deepeval]'`): it pulls ~20 packages, pytest plugins among them,
 and pins click below what huggingface-hub needs, so tunegate does not depend on it.
 """
 
@@ -42,7 +42,10 @@ def import_deepeval() -> Any:
     except ImportError:
         from harness.errors import UserError
 
-        raise UserError("the deepeval adapter needs deepeval: pip install deepeval") from None
+        raise UserError(
+            "deepeval is not installed (needed for deepeval judges): pip install 'tunegate[deepeval]' "
+            "(best in an environment of its own: it pins click and brings pytest plugins)"
+        ) from None
     return deepeval
 
 
@@ -85,8 +88,8 @@ def TunegateDeepEvalModel(client: JudgeClient, store: Store | None = None) -> An
             key = judgment_key(self.client.identity, {"deepeval": json_schema}, prompt, [])
             if self.store is not None:
                 hit = cached_judgments(self.store, [key]).get(key)
-                if hit is not None:
-                    return validate(json.loads(hit.raw)) if schema is not None else hit.raw
+                if hit is not None:  # a cached judgment is a successful call: it has its text
+                    return validate(json.loads(hit.raw or "")) if schema is not None else hit.raw
             self.calls += 1
             reply = await self.client.complete(
                 Call([{"role": "user", "content": prompt}], json_schema, validate)

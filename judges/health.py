@@ -149,12 +149,16 @@ def run_sanity(store: Store, judge: Any, path: Path) -> dict[str, Any]:
     if not pairs:
         return {"n": len(items), "errors": len(items), "separation": None}
     good, bad = np.asarray(pairs).T
+    # "tells apart": most references above their wrong answer, by at least a tenth of the scale
+    scale = float(sum(c.max_points for c in getattr(judge, "criteria", []))) or 1.0
+    sep, higher = float(good.mean() - bad.mean()), int(np.sum(good > bad))
     return {
         "n": len(items),
         "errors": len(items) - len(pairs),
         "reference_mean": float(good.mean()),
         "wrong_mean": float(bad.mean()),
-        "separation": float(good.mean() - bad.mean()),
-        "reference_higher": int(np.sum(good > bad)),
-        "tells_apart": bool(good.mean() > bad.mean()),
+        "separation": sep,
+        "reference_higher": higher,
+        "scale": scale,
+        "tells_apart": bool(higher > len(pairs) / 2 and sep >= 0.1 * scale),
     }

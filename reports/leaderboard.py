@@ -158,7 +158,7 @@ def sweep_data(store: Store, sweep_id: str) -> dict[str, Any]:
         {
             "step": step,
             "model_id": models[step],
-            "values": [{"text": _g(values[step].get(c)), "best": best.get(c) == step} for c in columns],
+            "cells": [{"text": _g(values[step].get(c)), "best": best.get(c) == step} for c in columns],
         }
         for step in sorted(values)
     ]
@@ -241,7 +241,7 @@ def render_leaderboard(
         )
     html = (
         _env()
-        .from_string(PAGE)
+        .from_string(PAGE.read_text(encoding="utf-8"))
         .render(
             baseline=_model_entry(store, "baseline", base),
             candidates=cands,

@@ -24,9 +24,15 @@ from suites.task import PromptedConfig, TaskSuite
 class JudgeSpec(Strict):
     """Who judges and against what."""
 
-    type: Literal["rubric", "pairwise", "local", "auto"] = "rubric"
+    type: Literal["rubric", "pairwise", "local", "auto", "deepeval"] = "rubric"
     """auto: a rubric judge on the endpoint when one is configured (base_url or
-    $TUNEGATE_JUDGE_BASE_URL), otherwise the local G-Eval judge with the same criteria."""
+    $TUNEGATE_JUDGE_BASE_URL), otherwise the local G-Eval judge with the same criteria.
+    deepeval: `metric` from deepeval.metrics on the endpoint (`pip install 'tunegate[deepeval]'`)."""
+    metric: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """deepeval: the metric class in deepeval.metrics, e.g. GEval, AnswerRelevancyMetric."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """deepeval: the metric's keyword arguments (GEval: name, criteria or evaluation_steps,
+    evaluation_params as strings: input, actual_output, expected_output, context)."""
     criteria: list[Criterion] = Field(default_factory=lambda: list(DEFAULT_CRITERIA), min_length=1)
     instructions: str | None = None
     """Extra guidance for the judge, appended to the rubric."""
@@ -45,6 +51,10 @@ class JudgeSpec(Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> JudgeSpec:
+        if (self.type == "deepeval") != (self.metric is not None):
+            raise ValueError("'metric' names a deepeval metric: it goes with type: deepeval, and only there")
+        if self.options and self.type != "deepeval":
+            raise ValueError("'options' are a deepeval metric's arguments: only with type: deepeval")
         if self.type == "pairwise" and not self.baseline:
             raise ValueError("a pairwise judge needs 'baseline' (the model to compare against)")
         if self.type in ("local", "auto") and any(c.max_points > 9 for c in self.criteria):
@@ -84,6 +94,13 @@ class JudgeSuite(TaskSuite):
             except UserError as e:
                 raise self.doc.error(e.detail, ("judge", "endpoint")) from None
         base = {"name": f"judge:{kind}", "args": self._judge_args(kind)}
+        if kind == "deepeval":
+            from harness.extras import require
+            from judges.deepeval_judge import score_name
+
+            require("deepeval")  # before any generation is paid for
+
+            return [BoundMetric(score_name(spec.metric or "", spec.options), None, base, "mean", True, False)]
         if kind == "pairwise":
             return [
                 BoundMetric("win", None, base, "mean", True, False),
@@ -110,6 +127,9 @@ class JudgeSuite(TaskSuite):
             }
         if kind == "pairwise":
             args["baseline"] = spec.baseline
+        if kind == "deepeval":
+            args |= {"metric": spec.metric, "options": spec.options}
+            del args["criteria"], args["instructions"]  # deepeval's metric has its own
         return args
 
     def load_examples(self) -> list[Example]:

@@ -106,6 +106,10 @@ def build_judge(suite: Any, backend: Any) -> Any:
     from judges.client import JudgeClient
 
     client = JudgeClient(spec.endpoint)
+    if kind == "deepeval":
+        from judges.deepeval_judge import DeepEvalJudge
+
+        return DeepEvalJudge(spec.metric, spec.options, client)
     if kind == "pairwise":
         from judges.pairwise import PairwiseJudge
 

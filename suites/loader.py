@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from harness.config import LocatedYaml
 from harness.errors import UserError
@@ -40,7 +41,7 @@ def load_suite(ref: str | Path) -> SuiteKind:
     if kind is None:
         raise doc.error("missing required key 'kind'", ())
     try:
-        cls = SUITE_KINDS.get(str(kind)).factory
+        cls = cast("type[SuiteKind]", SUITE_KINDS.get(str(kind)).factory)
     except UserError as e:
         raise doc.error(e.detail, ("kind",)) from None
     config = doc.validate(cls.config_model)

@@ -88,6 +88,8 @@ class TaskSuite(SuiteKind):
                 if not isinstance(name, str):
                     raise self.doc.error("a metric mapping needs 'name'", loc)
                 alias = args.pop("as", name)
+            if name == "hf_evaluate" and isinstance(args.get("path"), str):  # relative to the suite file
+                args["path"] = str((self.path.parent / args["path"]).resolve())
             try:
                 built = METRICS.build(name, args)
             except UserError as e:
@@ -97,13 +99,15 @@ class TaskSuite(SuiteKind):
                 raise self.doc.error(f"metric '{alias}' listed twice (use 'as:' to rename)", loc)
             names.add(alias)
             info = built.entry.info
+            # a metric whose direction or identity is known only once built (an evaluate module)
+            extra = getattr(built.unit, "spec_extra", None)
             bound.append(
                 BoundMetric(
                     alias,
                     built.unit,
-                    built.spec,
+                    built.spec | extra if extra else built.spec,
                     info["aggregation"],
-                    info["higher_is_better"],
+                    getattr(built.unit, "higher_is_better", info["higher_is_better"]),
                     info["binary"],
                 )
             )
@@ -111,7 +115,7 @@ class TaskSuite(SuiteKind):
 
     def load_examples(self) -> list[Example]:
         path = self.data_path()
-        if self.config.data_format is not None:
+        if getattr(self.config, "data_format", None) is not None:  # judge configs have none
             from suites.conversation import conversation_examples
 
             examples, self._messages = conversation_examples(
@@ -140,7 +144,7 @@ class TaskSuite(SuiteKind):
 
     def request(self, example: Example) -> Request:
         params = self.config.generation.model_dump()
-        if self.config.data_format is not None:
+        if getattr(self.config, "data_format", None) is not None:  # judge configs have none
             return Request("generate", None, params, messages=self._messages[example.id])
         text = self._template.render(example.record)
         if not self.config.chat:

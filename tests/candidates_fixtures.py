@@ -9,8 +9,12 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-FACTS = [("What colour is the sky?", "blue"), ("What colour is grass?", "green"),
-         ("What colour is snow?", "white"), ("What colour is coal?", "black")]  # fmt: skip
+FACTS = [
+    ("What colour is the sky?", "blue"),
+    ("What colour is grass?", "green"),
+    ("What colour is snow?", "white"),
+    ("What colour is coal?", "black"),
+]
 OWN_TEMPLATE = (
     "{% for m in messages %}<<{{ m['role'] }}>> {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<<assistant>> {% endif %}"
@@ -30,7 +34,9 @@ class Adapters:
 
 
 def messages_jsonl(pairs, repeat: int = 1) -> str:
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs]
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs
+    ]
     return "".join(json.dumps(r) + "\n" for r in rows * repeat)
 
 
@@ -47,7 +53,8 @@ def train_adapter(folder: Path, name: str, seed: int, db: Path, steps: int = 2) 
             name: {name}
             data: {{train: train.jsonl}}
             lora: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
-            training: {{max_steps: {steps}, batch_size: 4, learning_rate: 5.0e-3, max_length: 48, seed: {seed}}}
+            training: {{max_steps: {steps}, batch_size: 4, learning_rate: 5.0e-3,
+                       max_length: 48, seed: {seed}}}
             output_dir: {folder / name}
             """
         )
@@ -76,14 +83,29 @@ def make_adapters(root: Path) -> Adapters:
     ext.save_pretrained(root / "external")
     (root / "external" / "tokenizer_config.json").write_text(json.dumps({"chat_template": OWN_TEMPLATE}))
     tiny = LlamaForCausalLM(
-        LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, vocab_size=49152)  # fmt: skip
+        LlamaConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=49152,
+        )
     )
-    wrong = get_peft_model(tiny, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    wrong = get_peft_model(
+        tiny, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     wrong.save_pretrained(root / "wrong")
     cfg = json.loads((root / "wrong" / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = "tiny-llama-64"
     (root / "wrong" / "adapter_config.json").write_text(json.dumps(cfg))
+    suite = colours_suite(root)
+    return Adapters(root, a, b, root / "noop", root / "wrong", root / "external", db, suite)
+
+
+def colours_suite(root: Path) -> Path:
+    """A 4-question task suite (exact_match, token_f1) on the training facts."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "qa.jsonl").write_text(
         "".join(json.dumps({"id": f"q{i}", "q": q, "a": ans}) + "\n" for i, (q, ans) in enumerate(FACTS))
     )
@@ -92,4 +114,4 @@ def make_adapters(root: Path) -> Adapters:
         "name: colours\nkind: task\ndata: qa.jsonl\nprompt: '{{ q }}'\nreference: a\n"
         "generation: {max_new_tokens: 6}\nmetrics: [exact_match, token_f1]\n"
     )
-    return Adapters(root, a, b, root / "noop", root / "wrong", root / "external", db, suite)
+    return suite

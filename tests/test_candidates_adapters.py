@@ -81,7 +81,7 @@ def test_one_base_load_many_runs_each_equal_to_a_single_adapter_run(many, tmp_pa
     assert [v.info.role for v in views] == ["base", "adapter", "adapter"]
     ids = [v.resolved.model_id for v in views]
     assert len(set(ids)) == 3 and views[0].resolved.model_id == resolve_model("smollm2").model_id
-    for v, outs in results[1:]:
+    for v, _ in results[1:]:
         c = v.info.check
         assert c.max_abs_dlogit > 1e-3 and not c.noop and c.name_match
         assert c.target_modules and set(c.target_modules) == {"q_proj", "v_proj"}
@@ -104,7 +104,9 @@ def test_one_base_load_many_runs_each_equal_to_a_single_adapter_run(many, tmp_pa
         run = s.get_run(results[1][1][0].run_id)
     cand = run.config["backend"]["candidate"]
     assert cand["adapter_check"]["max_abs_dlogit"] == pytest.approx(results[1][0].info.check.max_abs_dlogit)
-    assert cand["chat_template"]["match"] is True and cand["chat_template"]["trained_source"] == "tunegate.json"
+    assert (
+        cand["chat_template"]["match"] is True and cand["chat_template"]["trained_source"] == "tunegate.json"
+    )
 
 
 def test_training_records_the_chat_template_and_format(candidate_adapters):
@@ -130,10 +132,24 @@ def test_noop_and_mismatched_adapters_are_refused_and_nothing_is_stored(candidat
     db = tmp_path / "refused.duckdb"
     run_cli("run", "-m", "smollm2", "-s", str(ad.suite), "--db", str(db), "--limit", "1", "--no-progress")
     before = table_dump(db)
-    r = run_cli("run", "-m", "smollm2", "--adapter", str(ad.a), "--adapter", str(ad.noop), "-s", str(ad.suite),
-                "--db", str(db), "--no-progress")  # fmt: skip
+    r = run_cli(
+        "run",
+        "-m",
+        "smollm2",
+        "--adapter",
+        str(ad.a),
+        "--adapter",
+        str(ad.noop),
+        "-s",
+        str(ad.suite),
+        "--db",
+        str(db),
+        "--no-progress",
+    )
     assert r.returncode == 2, r.stderr
-    assert "does not change the base: max |Δlogit| 0" in r.stderr and "lora_B weights are all zero" in r.stderr
+    assert (
+        "does not change the base: max |Δlogit| 0" in r.stderr and "lora_B weights are all zero" in r.stderr
+    )
     assert "--allow-noop-adapter" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("run", "-m", "smollm2", "--adapter", str(ad.wrong), "-s", str(ad.suite), "--db", str(db))
     assert r.returncode == 2, r.stderr
@@ -149,7 +165,9 @@ def test_allowed_noop_is_evaluated_and_its_measured_value_stored(candidate_adapt
 
     ad = candidate_adapters
     views = open_views("smollm2", [str(ad.noop)], include_base=False, allow_noop=True)
-    [(v, [o])] = evaluate_views(views, load_suites([str(ad.suite)]), tmp_path / "n.duckdb", RunOptions(limit=1), False)
+    [(v, [o])] = evaluate_views(
+        views, load_suites([str(ad.suite)]), tmp_path / "n.duckdb", RunOptions(limit=1), False
+    )
     with Store(tmp_path / "n.duckdb") as s:
         chk = s.get_run(o.run_id).config["backend"]["candidate"]["adapter_check"]
     assert chk["noop"] is True and chk["allowed_noop"] is True and chk["max_abs_dlogit"] == 0.0
@@ -165,14 +183,24 @@ def test_external_adapter_uses_its_own_template(candidate_adapters, tmp_path):
     db = tmp_path / "ext.duckdb"
     [o] = evaluate(f"smollm2?adapter={ad.external}", [str(ad.suite)], db, RunOptions(limit=2), progress=False)
     con = duckdb.connect(str(db), read_only=True)
-    prompts = [r[0] for r in con.execute(
-        "SELECT g.prompt FROM run_examples re JOIN generations g USING (cache_key) WHERE re.run_id = ?", [o.run_id]
-    ).fetchall()]  # fmt: skip
+    prompts = [
+        r[0]
+        for r in con.execute(
+            "SELECT g.prompt FROM run_examples re JOIN generations g USING (cache_key) WHERE re.run_id = ?",
+            [o.run_id],
+        ).fetchall()
+    ]
     cfg = json.loads(con.execute("SELECT config FROM runs WHERE run_id = ?", [o.run_id]).fetchone()[0])
     con.close()
-    assert prompts and all(p.startswith("<<user>> What colour") and p.endswith("<<assistant>> ") for p in prompts)
+    assert prompts and all(
+        p.startswith("<<user>> What colour") and p.endswith("<<assistant>> ") for p in prompts
+    )
     tpl = cfg["backend"]["candidate"]["chat_template"]
-    assert tpl["source"] == "adapter folder" and tpl["trained_source"] == "adapter folder" and tpl["match"] is True
+    assert (
+        tpl["source"] == "adapter folder"
+        and tpl["trained_source"] == "adapter folder"
+        and tpl["match"] is True
+    )
 
 
 POLICY = """
@@ -192,36 +220,65 @@ def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picke
     moved = tmp_path / "other-template"
     shutil.copytree(ad.a, moved)
     meta = json.loads((moved / "tunegate.json").read_text())
-    meta["chat_template"] = {"text": "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-                             "{% if add_generation_prompt %}[assistant] {% endif %}", "sha256": "x"}  # fmt: skip
+    meta["chat_template"] = {
+        "text": "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}",
+        "sha256": "x",
+    }
     (moved / "tunegate.json").write_text(json.dumps(meta))
     suites = load_suites([str(ad.suite)])
     [(v, [bad])] = evaluate_views(
-        open_views("smollm2", [str(moved)], include_base=False, allow_noop=False), suites, db, RunOptions(), False
+        open_views("smollm2", [str(moved)], include_base=False, allow_noop=False),
+        suites,
+        db,
+        RunOptions(),
+        False,
     )
     assert v.info.template.match is False
     [(v2, [good])] = evaluate_views(
-        open_views(f"smollm2?chat_template=trained&adapter={moved}", [], include_base=False, allow_noop=False),
-        suites, db, RunOptions(), False,
-    )  # fmt: skip
+        open_views(
+            f"smollm2?chat_template=trained&adapter={moved}", [], include_base=False, allow_noop=False
+        ),
+        suites,
+        db,
+        RunOptions(),
+        False,
+    )
     assert v2.info.template.match is True and v2.resolved.model_id != v.resolved.model_id
+    # a folder that ships its own template, forced onto the base's: a different model id, a mismatch
+    [(v3, [forced])] = evaluate_views(
+        open_views(
+            f"smollm2?chat_template=base&adapter={ad.external}", [], include_base=False, allow_noop=False
+        ),
+        suites,
+        db,
+        RunOptions(),
+        False,
+    )
+    assert v3.info.template.match is False and v3.info.template.source == "option base"
     policy = tmp_path / "p.yaml"
     policy.write_text(textwrap.dedent(POLICY))
     base_run = results[0][1][0].run_id
-    r = run_cli("gate", "--baseline", base_run, "--candidate", bad.run_id, "--policy", str(policy), "--db", str(db))
+    r = run_cli(
+        "gate", "--baseline", base_run, "--candidate", bad.run_id, "--policy", str(policy), "--db", str(db)
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "template_match" in r.stdout and "different chat template" in " ".join(r.stdout.split())
-    r = run_cli("gate", "--baseline", base_run, "--candidate", good.run_id, "--policy", str(policy), "--db", str(db))
+    r = run_cli(
+        "gate", "--baseline", base_run, "--candidate", good.run_id, "--policy", str(policy), "--db", str(db)
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     # leaderboard: three candidates, one fails the template rule
-    cands = [results[1][1][0].run_id, results[2][1][0].run_id, bad.run_id]
+    cands = [results[1][1][0].run_id, results[2][1][0].run_id, forced.run_id]
     args = ["gate", "--baseline", base_run, "--policy", str(policy), "--db", str(db)]
     args += [x for c in cands for x in ("--candidate", c)]
     r_any = run_cli(*args, "--junit", str(tmp_path / "j.xml"), "--html", str(tmp_path / "lb.html"))
     assert r_any.returncode == 0, r_any.stdout + r_any.stderr
     assert "2 of 3 candidates passed (--require any)" in " ".join(r_any.stdout.split())
     r_all = run_cli(*args, "--require", "all")
-    assert r_all.returncode == 1 and "2 of 3 candidates passed (--require all)" in " ".join(r_all.stdout.split())
+    assert r_all.returncode == 1 and "2 of 3 candidates passed (--require all)" in " ".join(
+        r_all.stdout.split()
+    )
     import xml.etree.ElementTree as ET
 
     suites_xml = ET.parse(tmp_path / "j.xml").getroot().findall("testsuite")
@@ -232,7 +289,20 @@ def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picke
     assert r.returncode == 0, r.stderr
     assert "leaderboard" in r.stdout and all(c in r.stdout for c in cands)
     r = run_cli("report", base_run, *cands, "--db", str(db), "-o", str(tmp_path / "r.html"))
-    assert r.returncode == 0 and "Leaderboard: baseline vs 3 candidate(s)" in (tmp_path / "r.html").read_text()
-    r = run_cli("gate", "--baseline", base_run, "--candidate", cands[0], "--policy", str(policy), "--db", str(db),
-                "--require", "some")  # fmt: skip
+    assert (
+        r.returncode == 0 and "Leaderboard: baseline vs 3 candidate(s)" in (tmp_path / "r.html").read_text()
+    )
+    r = run_cli(
+        "gate",
+        "--baseline",
+        base_run,
+        "--candidate",
+        cands[0],
+        "--policy",
+        str(policy),
+        "--db",
+        str(db),
+        "--require",
+        "some",
+    )
     assert r.returncode == 2 and "--require must be any or all" in r.stderr

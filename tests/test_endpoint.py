@@ -259,3 +259,32 @@ def _preds(tmp_path):
     p = tmp_path / "preds.jsonl"
     p.write_text("".join(json.dumps({"id": f"q{i}", "output": "x"}) + "\n" for i in range(3)))
     return p
+
+
+JUDGE = """name: ep-judge
+kind: judge
+data: data.jsonl
+prompt: "Answer in one word. {{ question }}"
+reference: answer
+generation: {max_new_tokens: 8, stop: ["\\n"]}
+judge:
+  type: rubric
+  criteria: [{name: accuracy, description: "Is the answer correct?", max_points: 4}]
+  endpoint: {base_url: "URL", model: smollm2, max_tokens: 64}
+"""
+
+
+@pytest.mark.parametrize("chat", ["1", "0"])
+def test_judge_suite_on_an_endpoint_model(llama, tmp_path, chat):
+    """The judged model is the endpoint (chat or completion mode), the judge the same server."""
+    path = write_suite(tmp_path, JUDGE.replace("URL", llama.base_url), DATA)
+    db = tmp_path / "j.duckdb"
+    spec = f"openai:smollm2@{llama.base_url}?chat={chat}"
+    r = run_cli("run", "--model", spec, "--suite", str(path), "--db", str(db), "--limit", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT metric, value, error FROM scores ORDER BY metric").fetchall()
+    sent = con.execute("SELECT prompt FROM generations").fetchall()
+    con.close()
+    assert len(rows) == 4 and all(v is not None or err for _, v, err in rows)  # an error is a row, not 0
+    assert all(p.startswith("[") == (chat == "1") for (p,) in sent)  # messages vs rendered text

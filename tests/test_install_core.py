@@ -67,7 +67,18 @@ def test_score_compare_gate_report_without_torch(core_env, tmp_path):
     runs = []
     for name, every in (("base", 3), ("cand", 5)):
         preds = _predictions(tmp_path / f"{name}.jsonl", every)
-        p = _tunegate(core_env, "score", "-p", str(preds), "-s", "finetune-qa", "--db", db, "--no-progress", cwd=tmp_path)
+        p = _tunegate(
+            core_env,
+            "score",
+            "-p",
+            str(preds),
+            "-s",
+            "finetune-qa",
+            "--db",
+            db,
+            "--no-progress",
+            cwd=tmp_path,
+        )
         assert p.returncode == 0, p.stderr
         runs.append(p.stdout.split()[0])
     assert all(r.startswith("r-") for r in runs), runs
@@ -98,23 +109,43 @@ def test_score_compare_gate_report_without_torch(core_env, tmp_path):
 
 
 def test_missing_extra_names_the_install(core_env, tmp_path):
-    p = _tunegate(core_env, "run", "--model", "smollm2", "--suite", "finetune-qa", "--limit", "1", cwd=tmp_path)
-    assert p.returncode == 2, p.stdout + p.stderr
-    assert "pip install 'tunegate[local]'" in p.stderr
-    assert "Traceback" not in p.stderr
-    data = tmp_path / "sft.jsonl"
-    data.write_text('{"instruction": "Say hi", "output": "hi"}\n')
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cases = [
+        (("run", "--model", f"hf:{model}", "--suite", "finetune-qa", "--limit", "1"), "local"),
+        (("run", "--model", f"hf:{model}", "--suite", "general-mini", "--limit", "1"), "local"),
+    ]
     cfg = tmp_path / "sft.yaml"
-    cfg.write_text(f"model: smollm2\ndata: {data}\nmax_steps: 1\noutput_dir: {tmp_path / 'out'}\n")
-    p = _tunegate(core_env, "train", "sft", "-c", str(cfg), cwd=tmp_path)
-    assert p.returncode == 2, p.stdout + p.stderr
-    assert "pip install 'tunegate[" in p.stderr and "Traceback" not in p.stderr
+    cfg.write_text(
+        f"kind: sft\nname: t\nmodel: hf:{model}\n"
+        f"data:\n  train: {ROOT / 'trainers/data/finetune_sft.jsonl'}\ntraining:\n  max_steps: 1\n"
+    )
+    cases.append((("train", "sft", "-c", str(cfg)), "train"))
+    for args, extra in cases:
+        p = _tunegate(core_env, *args, "--db", str(tmp_path / "x.duckdb"), cwd=tmp_path)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert f"pip install 'tunegate[{extra}]'" in p.stderr, (args, p.stderr)
+        assert "Traceback" not in p.stderr
 
 
 def test_openai_backend_runs_in_core(core_env, llama, tmp_path):
     spec = f"openai:smollm2@{llama.base_url}"
     db = str(tmp_path / "e.duckdb")
-    p = _tunegate(core_env, "run", "--model", spec, "--suite", "finetune-qa", "--limit", "2", "--db", db, "--no-progress", cwd=tmp_path)
+    p = _tunegate(
+        core_env,
+        "run",
+        "--model",
+        spec,
+        "--suite",
+        "finetune-qa",
+        "--limit",
+        "2",
+        "--db",
+        db,
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     p = _tunegate(core_env, "runs", "--db", db, "--json", cwd=tmp_path)
     if p.returncode == 0 and p.stdout.lstrip().startswith(("[", "{")):

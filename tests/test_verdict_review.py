@@ -67,7 +67,7 @@ def test_review_page_scored_in_chromium_exported_imported_with_kappa(browser, tm
             assert r.returncode == 0, r.stderr
             runs.append(r.stdout.split()[0])
     crit = tmp_path / "criteria.yaml"
-    crit.write_text("criteria:\n  - {name: accuracy, description: Is it right?, min: 1, max: 5}\n")
+    crit.write_text("criteria:\n  - {name: accuracy, description: 'Is it right?', min: 1, max: 5}\n")
     page = tmp_path / "review.html"
     r = run_cli("review", *runs, "--sample", "4", "--criteria", str(crit), "--db", str(db), "-o", str(page))
     assert r.returncode == 0, r.stderr

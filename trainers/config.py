@@ -55,6 +55,13 @@ class DataSettings(Strict):
     """Detected from the first record when not given."""
 
 
+# transformers' reporting integrations (TrainingArguments.report_to)
+ReportTo = Literal[
+    "azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "mlflow",
+    "neptune", "swanlab", "tensorboard", "trackio", "wandb",
+]  # fmt: skip
+
+
 class TrainingSettings(Strict):
     learning_rate: float = Field(2e-4, gt=0.0)
     epochs: float = Field(1.0, gt=0.0)
@@ -77,6 +84,11 @@ class TrainingSettings(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Mixed-precision autocast for the trainable part."""
     seed: int = 42
+    report_to: list[ReportTo] = Field(default_factory=list)
+    """Also log to these trackers through transformers' integrations (each needs its own package:
+    wandb, tensorboard, mlflow, …); the run is named after the config's `name`. Logging only:
+    not part of the adapter's identity, and the training rows still land in the store. TensorBoard
+    writes under $TENSORBOARD_LOGGING_DIR (default ./runs/NAME)."""
 
 
 class _TrainConfig(Strict):
@@ -139,7 +151,8 @@ class LoadedConfig:
 
     def key(self, data_hash: str, base_fingerprint: str) -> str:
         """Identity of a training job: same config, data and base weights → same adapter folder."""
-        cfg = self.cfg.model_dump(mode="json", exclude={"output_dir"})
+        # where and whether it is logged does not change the adapter
+        cfg = self.cfg.model_dump(mode="json", exclude={"output_dir": True, "training": {"report_to"}})
         cfg["data"] = {k: v for k, v in cfg["data"].items() if k not in ("train", "validation")}
         blob = json.dumps([cfg, data_hash, base_fingerprint], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -8,6 +8,7 @@ the candidate model row only once its adapter is safely on disk.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import random
 import secrets
@@ -87,6 +88,7 @@ def _read_checked(loaded: LoadedConfig, path: Path, kind: str, which: str) -> li
 def trainer_args(loaded: LoadedConfig, checkpoints: Path, has_eval: bool) -> dict[str, Any]:
     """TrainingArguments shared by SFTConfig and DPOConfig, from our config."""
     t = loaded.cfg.training
+    check_trackers(loaded)
     args: dict[str, Any] = dict(
         output_dir=str(checkpoints),
         learning_rate=t.learning_rate,
@@ -105,7 +107,8 @@ def trainer_args(loaded: LoadedConfig, checkpoints: Path, has_eval: bool) -> dic
         fp16=t.precision == "fp16",
         seed=t.seed,
         data_seed=t.seed,
-        report_to="none",
+        report_to=list(t.report_to) or "none",
+        run_name=loaded.cfg.name,
         dataloader_pin_memory=_has_cuda(),
         disable_tqdm=True,
         save_strategy="no",
@@ -124,6 +127,28 @@ def trainer_args(loaded: LoadedConfig, checkpoints: Path, has_eval: bool) -> dic
             greater_is_better=False,
         )
     return args
+
+
+_TRACKER_PACKAGE = {"comet_ml": "comet-ml", "azure_ml": "azureml-core"}
+
+
+def check_trackers(loaded: LoadedConfig) -> None:
+    """Every `report_to` tracker is installed (one message naming the packages, exit 2)."""
+    wanted = loaded.cfg.training.report_to
+    if not wanted:
+        return
+    from transformers.integrations import get_available_reporting_integrations
+
+    missing = [r for r in wanted if r not in get_available_reporting_integrations()]
+    if missing:
+        message = (
+            f"report_to: {', '.join(missing)} not installed: "
+            f"pip install {' '.join(_TRACKER_PACKAGE.get(m, m) for m in missing)}"
+        )
+        loc = ("training", "report_to")
+        raise loaded.doc.error(message, loc) if loaded.doc else UserError(message, field=".".join(loc))
+    if "tensorboard" in wanted:  # the checkpoint folder is temporary: log somewhere that stays
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path("runs") / loaded.cfg.name))
 
 
 def callbacks(loaded: LoadedConfig, has_eval: bool) -> list[Any]:

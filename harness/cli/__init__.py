@@ -12,6 +12,7 @@ import typer
 from harness.cli import (
     contamination_cmd,
     data,
+    db_cmd,
     gate,
     import_cmd,
     judge_cmd,
@@ -80,6 +81,7 @@ app.add_typer(judge_cmd.app, name="judge")
 app.command("report")(report.report_cmd)
 app.command("review")(review_cmd.review_cmd)
 app.command("score")(score.score_cmd)
+app.add_typer(db_cmd.app, name="db")
 app.command("sweep")(sweep.sweep_cmd)
 
 
@@ -108,6 +110,8 @@ def main() -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     install_log_filter()
+    if not debug:
+        _quiet_libraries()
     signals.install()  # SIGTERM (CI cancel, `timeout`) is an interrupt like Ctrl-C
     try:
         # Non-standalone typer returns exit codes (130 for Ctrl-C) instead of raising.
@@ -156,6 +160,27 @@ def main() -> None:
         os._exit(signals.exit_code())
     if isinstance(rc, int) and rc:
         sys.exit(rc)
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (bitsandbytes' "kernels" fallback, transformers' FutureWarnings) is not for
+    users: shown only with --debug. tunegate's own warnings still show."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in (
+        "bitsandbytes",
+        "transformers",
+        "peft",
+        "trl",
+        "accelerate",
+        "datasets",
+        "torch",
+        "lm_eval",
+        "lm-eval",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _take_wait_flag(argv: list[str]) -> None:

@@ -12,6 +12,9 @@ from rich.console import Console
 
 console = Console()
 console_err = Console(stderr=True)
+# In a CI log or a pipe, a line is never wrapped at an assumed width (tables: harness.cli.output).
+console.soft_wrap = not console.is_terminal
+console_err.soft_wrap = not console_err.is_terminal
 
 DbOption = Annotated[
     Path, typer.Option("--db", help="DuckDB store file.", envvar="TUNEGATE_DB", show_default=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import console, console_err
@@ -76,14 +77,14 @@ def _print_report(r) -> None:
     fw = r.first_words
     top = ", ".join(f"{w or '∅'} {c}" for w, c in fw["top"])
     t.add_row("first words", f"{fw['distinct']} distinct of {fw['n']} ({fw['ratio']:.0%}); top: {top}")
-    console.print(f"[bold]{r.path}[/]")
+    console.print(f"[bold]{escape(str(r.path))}[/]")
     console.print(t)
-    for line, why in r.bad_lines[:20]:
-        console_err.print(f"[red]error[/] {r.path}:{line}: {why}", highlight=False, markup=False)
+    for line, why in r.bad_lines[:20]:  # markup for the label only: the text is the user's
+        console_err.print(f"[red]error[/] {escape(f'{r.path}:{line}: {why}')}", highlight=False)
     if len(r.bad_lines) > 20:
         console_err.print(f"… and {len(r.bad_lines) - 20} more unreadable lines")
     for w in r.warnings:
-        console.print(f"[yellow]warning[/] {w}", highlight=False)
+        console.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
     if not r.warnings and not r.failed:
         console.print("[green]no warnings[/]")
 

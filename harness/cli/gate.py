@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
 from harness.errors import UserError
@@ -31,6 +30,7 @@ def gate_cmd(
             help="Several candidate models: pass when any of them passes, or only when all do.",
         ),
     ] = "any",
+    json: Annotated[bool, typer.Option("--json", help="Print the verdict and checks as JSON.")] = False,
 ) -> None:
     """Gate CANDIDATE against BASELINE with POLICY, from stored runs only.
 
@@ -57,8 +57,8 @@ def gate_cmd(
             from reports import write_report
 
             html = write_report(store, None, html, gate=result)
-    code = report_gate(result, junit=junit, summary=summary)
-    if html:
+    code = report_gate(result, junit=junit, summary=summary, as_json=json)
+    if html and not json:  # stdout holds only the JSON
         from harness.cli.report import announce
 
         announce(html)
@@ -104,47 +104,20 @@ def _gate_many(store, pol, doc, baseline, groups, suite, require, junit, summary
     return 0 if ok else 1
 
 
-def report_gate(result, *, junit: Path | None = None, summary: Path | None = None) -> int:
-    """Print the table, write the CI artefacts, return the exit code (0 pass, 1 fail)."""
+def report_gate(
+    result, *, junit: Path | None = None, summary: Path | None = None, as_json: bool = False
+) -> int:
+    """Print one line per check (failures first) and the verdict, or the JSON; write the CI
+    artefacts; return the exit code (0 pass, 1 fail)."""
+    from harness.api import gate_record
+    from harness.cli.output import print_json
+    from harness.cli.views import print_gate
     from harness.gate import junit_xml, markdown
-    from harness.gate.render import p_cell, power_cell
 
-    t = Table(
-        "",
-        "suite",
-        "metric",
-        "check",
-        "threshold",
-        "observed",
-        "p",
-        "power",
-        "why",
-        title=f"gate: {result.policy}",
-    )
-    for c in result.checks:
-        t.add_row(
-            "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]",
-            c.suite,
-            c.metric,
-            c.check,
-            f"{c.threshold:g}",
-            f"{c.observed:.4g}",
-            p_cell(c),
-            power_cell(c),
-            escape(c.reason),
-        )
-    console.print(t)
-    if result.correction != "none":
-        console.print(
-            f"correction: {result.correction} over {result.family} tested hypotheses", highlight=False
-        )
-    for w in result.warnings:
-        console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
-    failed = sum(not c.passed for c in result.checks)
-    if result.passed:
-        console.print(f"[bold green]gate passed[/]: {len(result.checks)} checks")
+    if as_json:
+        print_json(gate_record(result))
     else:
-        console.print(f"[bold red]gate failed[/]: {failed} of {len(result.checks)} checks")
+        print_gate(gate_record(result))
     if junit:
         junit.write_text(junit_xml(result), encoding="utf-8")
     md = markdown(result)

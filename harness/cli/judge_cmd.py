@@ -28,12 +28,14 @@ def agreement_cmd(
 
     from harness.store import Store
     from judges.agreement import agreement, judge_scores, read_labels, store_agreement
+    from judges.health import update_kappa
 
     human = read_labels(labels, id_field, label_field)
     with Store(db, must_exist=True) as store:
         run_id = store.get_run(run).run_id
         result = agreement(judge_scores(store, run_id, metric), human)
         agreement_id = store_agreement(store, run_id, metric, labels, result)
+        update_kappa(store, run_id)  # the judge health row that judge_min_kappa reads (#15)
     t = Table("run", "metric", "n", "kappa (quadratic)", "spearman", "p", "judge mean", "human mean")
     t.add_row(
         run_id,

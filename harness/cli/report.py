@@ -17,14 +17,14 @@ HtmlOption = Annotated[
 
 def report_cmd(
     refs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Run ids (or prefixes) or models (their latest completed run per suite); "
-            "the first model is the base, the second the candidate.",
+            "the first model is the base, the second the candidate (more: a leaderboard).",
             metavar="RUN_OR_MODEL",
             show_default=False,
         ),
-    ],
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Gate policy YAML: show its verdict per rule.")
@@ -46,6 +46,14 @@ def report_cmd(
         from harness.gate.leaderboard import group_candidates
 
         groups = group_candidates(store, expand_best(store, refs)) if refs else []
+        if sweep and len(groups) < 2:  # the sweep's own models: its first step is the baseline
+            from harness.gate.best import sweep_runs
+
+            steps = {}
+            for s in sweep:
+                for _, model_id, _, _, step, _, _ in sweep_runs(store, sweep=s):
+                    steps.setdefault((step, model_id), model_id)
+            groups = group_candidates(store, list(dict.fromkeys(m for _, m in sorted(steps))))
         if len(groups) > 2 or sweep:
             if len(groups) < 2:
                 raise UserError("a leaderboard needs a baseline and at least one candidate")
@@ -55,7 +63,7 @@ def report_cmd(
             return
     from reports import write_report
 
-    path = write_report(db, refs, output, policy=policy)
+    path = write_report(db, refs or [], output, policy=policy)
     announce(path)
 
 

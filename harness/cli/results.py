@@ -6,72 +6,52 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, fmt
-from harness.models.spec import label_spec
+from harness.cli.common import DEFAULT_DB, DbOption, console
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON (every value in full) instead of a table.")
+]
 
 
 def runs_cmd(
-    db: DbOption = DEFAULT_DB, limit: Annotated[int, typer.Option(help="Newest N runs.")] = 50
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[int, typer.Option(help="Newest N runs.")] = 50,
+    json: JsonOption = False,
 ) -> None:
     """List stored runs, newest first."""
+    from harness.api import runs_records
+    from harness.cli.output import print_json
+    from harness.cli.views import print_runs
     from harness.store import Store
 
     with Store(db, must_exist=True) as store:
-        rows = store.list_runs(limit)
-    t = Table("run", "status", "model", "suite", "started", "done", "errors")
-    for r in rows:
-        colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(
-            r["shown_status"], "red"
-        )
-        t.add_row(
-            r["run_id"],
-            f"[{colour}]{r['shown_status']}[/]",
-            escape(label_spec(r["model"])),
-            r["suite"],
-            str(r["started_at"])[:19],
-            f"{r['done']}/{r['n_examples']}",
-            str(r["errors"]),
-        )
-    console.print(t)
+        rows = runs_records(store, limit)
+    if json:
+        print_json(rows)
+    else:
+        print_runs(rows)
 
 
 def show_cmd(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     db: DbOption = DEFAULT_DB,
+    json: JsonOption = False,
 ) -> None:
     """Metrics of one run: n, value, 95% bootstrap CI, errors."""
-    from harness.results import summarize_run
+    from harness.api import show_record
+    from harness.cli.output import print_json
+    from harness.cli.views import print_show
     from harness.store import Store
     from harness.store.contamination import summary_line
 
     with Store(db, must_exist=True) as store:
-        run, metrics = summarize_run(store, run_id)
-        done, errors = store.counts(run.run_id)
-        contamination = summary_line(store, run.suite_id, run.suite_name)
-    console.print(
-        f"[bold]{run.run_id}[/]  model {escape(label_spec(run.model_spec))}  suite {run.suite_name} "
-        f"({run.suite_kind})  status {run.shown_status}  {done}/{run.n_examples} examples, {errors} errors",
-        highlight=False,
-    )
-    t = Table("metric", "n", "value", "95% CI", "stderr", "errors", "better")
-    for m in metrics:
-        s = m.summary
-        t.add_row(
-            m.metric,
-            str(s.n),
-            fmt(s.value),
-            f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]",
-            fmt(s.stderr),
-            str(m.n_errors),
-            "↑" if m.higher_is_better else "↓",
-        )
-    console.print(t)
-    for m in metrics:
-        if m.signature:  # the corpus number is only reproducible with its sacreBLEU signature
-            console.print(f"  {m.metric}: sacreBLEU {m.signature}", highlight=False, markup=False)
+        rec = show_record(store, run_id)
+        contamination = summary_line(store, rec["run"]["suite_id"], rec["run"]["suite"])
+    if json:
+        print_json(rec)
+        return
+    print_show(rec)
     if contamination:
         console.print(contamination, highlight=False, markup=False)
 
@@ -95,9 +75,12 @@ def compare_cmd(
         ),
     ] = "auto",
     ci: Annotated[str, typer.Option(help="Interval of the delta: auto, bootstrap, bca, t.")] = "auto",
+    json: JsonOption = False,
 ) -> None:
     """Paired comparison of CANDIDATE against BASELINE on the examples both scored."""
-    from harness.results import compare_runs
+    from harness.api import compare_record
+    from harness.cli.output import print_json
+    from harness.cli.views import print_comparison as show_comparison
     from harness.store import Store
     from harness.store.contamination import summary_line
 
@@ -105,13 +88,16 @@ def compare_cmd(
         _compare_many(baseline, candidate, db, html)
         return
     with Store(db, must_exist=True) as store:
-        ra, rb, comps = compare_runs(store, baseline, candidate[0], k=top, test=test, ci=ci)
-        contamination = summary_line(store, ra.suite_id, ra.suite_name)
+        rec = compare_record(store, baseline, candidate[0], top=top, test=test, ci=ci)
+        contamination = summary_line(store, rec["baseline"]["suite_id"], rec["suite"])
         if html:
             from reports import write_report
 
-            path = write_report(store, [ra.run_id, rb.run_id], html)
-    print_comparison(ra, rb, comps, top)
+            path = write_report(store, [rec["baseline"]["run_id"], rec["candidate"]["run_id"]], html)
+    if json:
+        print_json(rec)
+        return
+    show_comparison(rec, top)
     if contamination:
         console.print(contamination, highlight=False, markup=False)
     if html:
@@ -140,64 +126,17 @@ def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | N
 
 
 def print_comparison(ra, rb, comps, top: int = 5) -> None:
-    console.print(
-        f"[bold]{ra.suite_name}[/]: baseline {ra.run_id} ({escape(label_spec(ra.model_spec))}) vs "
-        f"candidate {rb.run_id} ({escape(label_spec(rb.model_spec))})"
-    )
-    t = Table(
-        "metric",
-        "n",
-        "baseline",
-        "candidate",
-        "delta",
-        "95% CI (paired)",
-        "p (same delta)",
-        "wins/losses/ties",
-        "verdict",
-    )
-    for c in comps:
-        p = c.paired
-        verdict = (
-            "[dim]no significant change[/]"
-            if p.improved is None
-            else "[green]better[/]"
-            if p.improved
-            else "[red]worse[/]"
-        )
-        t.add_row(
-            c.metric,
-            str(p.n),
-            fmt(p.baseline),
-            fmt(p.candidate),
-            f"{p.delta:+.4f}",
-            f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]"
-            + ("" if p.ci_method == "bootstrap" else f" {p.ci_method}"),
-            f"{p.test} {fmt(p.p_value, 3)}",
-            f"{p.wins}/{p.losses}/{p.ties}",
-            verdict,
-        )
-    console.print(t)
-    for line in verdict_notes(comps):
-        console.print(f"  {line}", highlight=False, markup=False)
-    for c in comps:
-        if c.signature:
-            console.print(f"  {c.metric}: sacreBLEU {c.signature}", highlight=False, markup=False)
-        if c.only_in != (0, 0):
-            console.print(
-                f"  {c.metric}: {c.only_in[0]} examples only in baseline, "
-                f"{c.only_in[1]} only in candidate (not paired)"
-            )
-        if not c.regressed or top <= 0:
-            continue
-        console.print(f"  [bold]{c.metric}[/]: most regressed")
-        for r in c.regressed:
-            console.print(
-                f"    {r['example_id']}: {fmt(r['baseline'])} → {fmt(r['candidate'])}"
-                f"  ref={_short(r['reference'])}  base={_short(r['baseline_output'])}"
-                f"  cand={_short(r['candidate_output'])}",
-                highlight=False,
-                markup=False,
-            )
+    """A paired comparison already computed (train, quickstart): printed as `compare` prints it."""
+    from harness.api import comparison_records, run_record
+    from harness.cli.views import print_comparison as show_comparison
+
+    rec = {
+        "suite": ra.suite_name,
+        "baseline": run_record(ra),
+        "candidate": run_record(rb),
+        "metrics": comparison_records(comps),
+    }
+    show_comparison(rec, top)
 
 
 def verdict_notes(comps) -> list[str]:

@@ -78,7 +78,7 @@ def sweep_cmd(
         console.print(f"sweep [bold]{sid}[/]: {len(found)} checkpoints", highlight=False)
         for p in data["points"]:
             cells = "  ".join(
-                f"{c} {v['text']}{' ★' if v['best'] else ''}" for c, v in zip(data["columns"], p["values"])
+                f"{c} {v['text']}{' ★' if v['best'] else ''}" for c, v in zip(data["columns"], p["cells"])
             )
             console.print(f"  step {p['step']:>6}  {cells}", highlight=False)
         for col, step in data["best"].items():

@@ -100,6 +100,9 @@ def _train(
     from trainers.config import load_config
 
     loaded = load_config(config, kind, **overrides)
+    from harness.extras import require
+
+    require("trl")  # before torch is reached: the message names `tunegate[train]`, not `[local]`
     if during is not None:  # not part of the config: the adapter (and its cache key) is the same
         from suites import load_suite
 
@@ -141,7 +144,7 @@ def _print_during(cand, db: Path) -> None:
     for run_id, _, suite, _, step, _, _ in rows:
         console.print(f"  step {step:>5}  {suite}  run {run_id}", highlight=False)
     console.print(
-        f"  metric vs step: tunegate report --sweep {cand.training_run_id} {cand.spec!r} -o steps.html",
+        f"  metric vs step: tunegate report --sweep {cand.training_run_id} -o steps.html --db {db}",
         highlight=False,
     )
 
@@ -231,9 +234,12 @@ def step_progress(enabled: bool) -> Iterator[Callable[[int, int, dict[str, Any]]
         yield None
         return
     if not console_err.is_terminal:
+        shown: set[int] = set()
 
         def line(step: int, total: int, logs: dict[str, Any]) -> None:
-            if step == total or step % max(1, total // 10) == 0:
+            # the last step logs train, eval and the summary: one line per step, not three
+            if step not in shown and (step == total or step % max(1, total // 10) == 0):
+                shown.add(step)
                 console_err.print(f"train: step {step}/{total}  {_logs(logs)}", highlight=False)
 
         yield line

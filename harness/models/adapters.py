@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 from harness.errors import UserError
 from harness.models.adapter_check import AdapterCheck, check_adapter_applies, check_adapter_fits
@@ -38,6 +38,12 @@ def with_adapter(raw: str, adapter: str | Path | None) -> str:
     params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "adapter"]
     if adapter is not None:
         params.append(("adapter", str(adapter)))
+    return base + ("?" + "&".join(f"{k}={v}" for k, v in params) if params else "")
+
+
+def _drop(raw: str, key: str = "chat_template") -> str:
+    base, _, query = raw.partition("?")
+    params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != key]
     return base + ("?" + "&".join(f"{k}={v}" for k, v in params) if params else "")
 
 
@@ -179,7 +185,11 @@ def open_candidates(
     probe prompts by more than `tolerance` (unless `allow_noop`; the measured value is recorded
     either way).
     """
-    base_r = resolve_model(base) if isinstance(base, str) else base
+    given = resolve_model(base) if isinstance(base, str) and "chat_template=" not in base else None
+    raw = base if isinstance(base, str) else base.spec.raw
+    option = parse_qs(raw.partition("?")[2]).get("chat_template", [None])[0]
+    # the template is each view's prompt matter; the shared load is the base without it
+    base_r = given or (base if not isinstance(base, str) and not option else resolve_model(_drop(raw)))
     if base_r.adapter is not None:
         raise UserError(
             f"give the base without ?adapter= when listing adapters ({base_r.spec.raw})", field="model"
@@ -190,12 +200,12 @@ def open_candidates(
             field="model",
         )
     shared = shared or SharedBase(base_r)
-    option = base_r.spec.options.get("chat_template")
     views: list[AdapterView] = []
     if include_base:
         tpl = choose_template(option, None, shared.hf.tokenizer.chat_template)
-        views.append(AdapterView(shared, base_r, None, CandidateInfo("base", tpl)))
-    specs = [with_adapter(base_r.spec.raw, str(a)) for a in adapters]
+        base_view = resolve_model(raw) if option else base_r
+        views.append(AdapterView(shared, base_view, None, CandidateInfo("base", tpl)))
+    specs = [with_adapter(raw, str(a)) for a in adapters]
     resolved = [resolve_model(s) for s in specs]  # bad folders fail before the weights load
     for k, r in enumerate(resolved):
         assert r.adapter is not None

