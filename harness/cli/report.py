@@ -41,6 +41,8 @@ def report_cmd(
     baseline, every other one a candidate, with metric vs step for sweeps."""
     from harness.store import Store
 
+    if not refs and not sweep:
+        raise UserError("Missing argument 'RUN_OR_MODEL...': give run ids or models (or --sweep ID)")
     with Store(db, must_exist=True) as store:
         from harness.cli.leaderboard import expand_best
         from harness.gate.leaderboard import group_candidates

@@ -66,9 +66,9 @@ def print_show(rec: dict[str, Any]) -> None:
     say(
         f"{run['run_id']}  suite {run['suite']} ({run['kind']})  status {run['status']}  "
         f"{run['done']}/{run['n_examples']} examples, {run['errors']} errors"
-        + (f"  (merged from {run['shards']} shards)" if run.get("shards") else "")
     )
-    say(fit(f"  model {_model(run['model'], run['endpoint'])}"))
+    merged = f"  ({run['shards']} shards merged)" if run.get("shards") else ""
+    say(fit(f"  model {_model(run['model'], run['endpoint'])}{merged}"))
     rows = [
         [
             m["metric"],
