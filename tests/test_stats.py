@@ -75,6 +75,7 @@ def test_macro_f1_hand_computed():
 
 def test_macro_f1_matches_sklearn():
     from sklearn import metrics
+
     rng = np.random.default_rng(3)
     classes = np.array(["neg", "neu", "pos", "other"], dtype=object)
     label = list(classes[rng.integers(0, 3, 300)])
@@ -200,6 +201,7 @@ def test_mcnemar_exact_matches_binomial_references():
     hand = min(1.0, 2 * sps.binom.cdf(min(gained, lost), gained + lost, 0.5))
     assert out.p_value == pytest.approx(hand, rel=1e-9)
     from statsmodels.stats import contingency_tables as tables
+
     table = [[np.sum((base == 1) & (cand == 1)), lost], [gained, np.sum((base == 0) & (cand == 0))]]
     assert out.p_value == pytest.approx(tables.mcnemar(table, exact=True).pvalue, rel=1e-9)
 
