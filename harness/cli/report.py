@@ -51,7 +51,7 @@ def report_cmd(
         if sweep and len(groups) < 2:  # the sweep's own models: its first step is the baseline
             from harness.gate.best import sweep_runs
 
-            steps = {}
+            steps: dict[tuple[int, str], str] = {}
             for s in sweep:
                 for _, model_id, _, _, step, _, _ in sweep_runs(store, sweep=s):
                     steps.setdefault((step, model_id), model_id)
