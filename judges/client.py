@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.config import Strict
 from harness.errors import UserError
 from harness.secrets import register_secret_env
 from harness.transport import RETRYABLE, HttpPolicy, Transport
@@ -37,8 +36,9 @@ MODES = ("json_schema", "json_object", "text")
 _REJECTS = {400, 422, 500, 501}
 
 
-class EndpointConfig(Strict):
-    """Where the judge model is served and how hard to try."""
+class EndpointConfig(HttpPolicy):
+    """Where the judge model is served and how hard to try (the transport's policy fields:
+    max_concurrency, timeout, max_retries, retry_budget, backoff_base/max, max_retry_after)."""
 
     base_url: str | None = None
     """OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 (default: $TUNEGATE_JUDGE_BASE_URL)."""
@@ -46,17 +46,6 @@ class EndpointConfig(Strict):
     """Model name sent to the server (default: $TUNEGATE_JUDGE_MODEL, else 'judge')."""
     api_key_env: str = "TUNEGATE_JUDGE_API_KEY"
     """Environment variable holding the API key; the key itself is never stored."""
-    max_concurrency: int = Field(8, ge=1, le=512)
-    timeout: float = Field(60.0, gt=0)
-    """Seconds per HTTP call."""
-    max_retries: int = Field(4, ge=0, le=20)
-    """Retries per judgment for 429, 5xx, timeouts and connection errors."""
-    retry_budget: int = Field(200, ge=0)
-    """Retries allowed across all judgments of one client (one run)."""
-    backoff_base: float = Field(0.5, ge=0)
-    backoff_max: float = Field(30.0, ge=0)
-    max_retry_after: float = Field(120.0, ge=0)
-    """A 429 asking to wait longer than this is an error, not a wait."""
     parse_retries: int = Field(1, ge=0, le=5)
     """Re-asks when a reply does not parse or is out of range."""
     max_tokens: int = Field(256, ge=1)

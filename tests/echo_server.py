@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -58,6 +57,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.llama_server import free_port, stop_process, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -323,14 +324,6 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class EchoServer:
     """`with EchoServer() as srv: srv.base_url` — `python -m tests.echo_server` as a subprocess."""
 
@@ -375,27 +368,11 @@ class EchoServer:
             args += ["--alias", a]
         out = open(self.log, "wb") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"echo server exited with {self.proc.returncode} (log: {self.log})")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError("echo server did not answer /v1/models within 60 s")
+        wait_until_serving(self.proc, f"{self.base_url}/models", 60, "echo server", self.log)
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float, what: str, log: Path | None) -> None:
+    """Poll `url` until it answers 200; a server that exits or never answers is an error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} (log: {log})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    stop_process(proc)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:g} s")
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM by PID, SIGKILL after 10 s."""
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class LlamaServer:
     """`with LlamaServer() as srv: srv.base_url`; `n_threads` bounds its CPU use."""
 
@@ -90,24 +117,8 @@ class LlamaServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "OMP_NUM_THREADS": str(self.n_threads)},
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode} (log: {self.log})")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.__exit__()
-        raise RuntimeError("llama_cpp.server did not answer /v1/models within 120 s")
+        wait_until_serving(self.proc, f"{self.base_url}/models", 120, "llama_cpp.server", self.log)
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
