@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -94,7 +95,11 @@ def test_review_page_scored_in_chromium_exported_imported_with_kappa(browser, tm
             scored += 1
     assert browser.eval("document.getElementById('progress').textContent") == "3 / 4 scored"
     browser.open(page.resolve().as_uri())  # progress is kept in the browser
-    assert browser.eval("document.querySelectorAll('input[type=radio]:checked').length") == scored
+    checked = "document.querySelectorAll('input[type=radio]:checked').length"
+    deadline = time.monotonic() + 10  # the page restores after load: wait for it, not for luck
+    while browser.eval(checked) != scored and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert browser.eval(checked) == scored
     assert browser.eval("document.getElementById('reviewer').value") == "ana"
     browser.eval("document.getElementById('export').click()")
     text = browser.eval("document.getElementById('export-text').value")
