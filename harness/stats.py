@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from harness import corpus
 
 AGGREGATIONS = ("mean", "perplexity", "macro_f1", "weighted_mean", *corpus.CORPUS_AGGREGATIONS)
-TESTS = (
+PairedTest = Literal[
     "auto",
     "mcnemar",
     "mcnemar_midp",
@@ -26,7 +26,8 @@ TESTS = (
     "permutation",
     "paired_bs",
     "paired_ar",
-)
+]
+TESTS: tuple[str, ...] = get_args(PairedTest)
 """Paired tests by name. auto: exact McNemar for 0/1 metrics, paired_bs for corpus metrics, the
 paired t-test otherwise: each tests the quantity the verdict is about (the delta of the
 aggregate). Wilcoxon tests a location shift of the differences, not their mean: by name only."""
@@ -45,7 +46,8 @@ ANALYTIC_MIN_N = 50_000
 """From this many examples on, ci="auto" on a continuous mean uses the t interval instead of the
 percentile bootstrap: at this n they agree to well under 1% of the width (tests/test_verdict_stats.py)
 and the bootstrap would cost seconds (1,000 gathers of n values)."""
-CI_METHODS = ("auto", "bootstrap", "bca", "t")
+CiMethod = Literal["auto", "bootstrap", "bca", "t"]
+CI_METHODS: tuple[str, ...] = get_args(CiMethod)
 """auto: the t interval for test t, else the paired percentile bootstrap (sacreBLEU's resamples
 for corpus metrics)."""
 # Bound on the (rows, n) resample matrix: keeps peak memory near 100 MB for any n while each

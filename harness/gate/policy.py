@@ -9,20 +9,7 @@ from pydantic import Field, model_validator
 
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
-
-# Literal copies of harness.stats.TESTS / CI_METHODS, so a typo is a located policy error.
-PairedTest = Literal[
-    "auto",
-    "mcnemar",
-    "mcnemar_midp",
-    "wilcoxon",
-    "wilcoxon_pratt",
-    "t",
-    "permutation",
-    "paired_bs",
-    "paired_ar",
-]
-CiMethod = Literal["auto", "bootstrap", "bca", "t"]
+from harness.stats import CiMethod, PairedTest  # one list of names: a typo is a located error
 
 
 class Rule(Strict):
