@@ -4,6 +4,7 @@ flagged, stored scans used by show/compare/gate/report on real stored runs, bad 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,9 @@ def _planted(tmp: Path) -> tuple[Path, dict[int, tuple[str, str, str]]]:
     """Training records (line → (suite, example id, method that must find it)) plus clean ones."""
     exact, para = QA.examples[3], QA.examples[7]
     words = para.record["question"].split()
-    words[0] = "Tell me:"  # a paraphrase: other opening, a changed word, a new ending
-    words[-1] = words[-1].rstrip("?") + ", please?"
+    # a paraphrase: another opening word (true bigram Jaccard 0.73 with the example: far enough
+    # above the 0.5 threshold that the 64-permutation estimate, sd ~0.06, lands above it)
+    words[0] = "Tell me:"
     paragraph = TEXT.examples[4].record["text"].split()
     zh = ZH.examples[5]
     records = [
@@ -85,6 +87,33 @@ def test_planted_copies_are_found_by_the_right_method_and_clean_records_are_not(
     assert 0.5 <= para.score < 1.0
     counts = {s["name"]: len(s["contaminated"]) for s in result.suites}
     assert counts == {"finetune-qa": 2, "zh-support": 1, "heldout-text": 1}
+
+
+def test_scores_do_not_depend_on_the_process_hash_seed(tmp_path):
+    """Token ids once came from set order, so a str hash seed changed every MinHash estimate
+    (a planted paraphrase was missed in ~1 of 4 processes). Two seeds, two processes: the same."""
+    import subprocess
+    import sys
+
+    train, _ = _planted(tmp_path)
+    code = (
+        "import json, sys; from suites import load_suite; from trainers.contamination import scan; "
+        "r = scan([sys.argv[1]], [load_suite(n) for n in ('finetune-qa', 'zh-support', 'heldout-text')]); "
+        "print(json.dumps(sorted((m.record, m.example_id, m.method, m.score) for m in r.matches)))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(train)],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outs) == 1 and "minhash" in next(iter(outs))
 
 
 def test_minhash_signatures_equal_datasketch():

@@ -21,6 +21,7 @@ against 10k examples takes seconds (bench/bench_contamination.py), not the hours
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import unicodedata
@@ -136,6 +137,11 @@ class _Side:
     lens: np.ndarray  # tokens per owner
 
 
+def _token_id(token: str) -> int:
+    """A stable 63-bit id (the +1 of ``_Side.ids`` cannot overflow)."""
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+
+
 class _Tokens:
     """Token ids of many texts, built batch by batch: no per-token Python object outlives a batch."""
 
@@ -157,7 +163,9 @@ class _Tokens:
 
     def _flush(self) -> None:
         v = self.vocab
-        m = {t: v.setdefault(t, len(v)) for t in set(self._flat)}  # one dict probe per distinct token
+        # one dict probe per distinct token; the id is a hash of the token itself, so a text's
+        # signature never depends on set order (PYTHONHASHSEED) or on the other texts scanned
+        m = {t: v[t] if t in v else v.setdefault(t, _token_id(t)) for t in set(self._flat)}
         self.parts.append(np.fromiter(map(m.__getitem__, self._flat), dtype=np.uint64, count=len(self._flat)))
         self._flat = []
 
