@@ -1,8 +1,9 @@
 """#17 benchmarks, measured side by side in one run:
 
-1. base + 4 adapters on one suite: one `tunegate run --adapter ×4` process (hot-swapped adapters,
-   one base load) vs 5 separate `tunegate run` processes: wall-time ratio (target ≤ 0.5×) and peak
-   RSS ratio (one process vs the largest single one, and vs their sum);
+1. base + 4 adapters on one suite: one `tunegate run --adapter ×4` process (one base load; the
+   candidates' generations in mixed-adapter batches, and again with `--no-mixed-batches`, one
+   adapter at a time) vs 5 separate `tunegate run` processes: wall-time ratio (target ≤ 0.5×) and
+   peak RSS ratio (one process vs the largest single one, and vs their sum);
 2. the "did the adapter really apply" check's cost as a share of a 30-example suite run
    (target ≤ 5%).
 
@@ -94,6 +95,10 @@ def main() -> None:
         *common,
     ]
     t_hot, rss_hot = run_measured(hot_args)
+    # the same process with each candidate batched alone (hot-swapped, no mixed batches)
+    t_swap, rss_swap = run_measured(
+        [*hot_args[: hot_args.index("--db")], "--db", str(tmp / "swap.duckdb"), "--no-mixed-batches", *common]
+    )
     sep = [
         run_measured(["run", "-m", spec, "--db", str(sep_db), *common])
         for spec in ["smollm2", *[f"smollm2?adapter={p}" for p in adapters]]
@@ -101,10 +106,12 @@ def main() -> None:
     t_sep = sum(t for t, _ in sep)
     rss_max, rss_sum = max(r for _, r in sep), sum(r for _, r in sep)
 
-    # 2. the check's cost vs a 30-example run, from the stored runs of the hot-swap process
+    # 2. the check's cost vs a 30-example run, from the stored runs of the separate processes
+    # (an adapter run alone: its check, then its own generations; in the mixed process the
+    # generations happen before the runs, batched across candidates)
     import duckdb
 
-    con = duckdb.connect(str(one_db), read_only=True)
+    con = duckdb.connect(str(sep_db), read_only=True)
     rows = con.execute(
         "SELECT config, epoch(ended_at) - epoch(started_at) FROM runs ORDER BY started_at"
     ).fetchall()
@@ -117,13 +124,15 @@ def main() -> None:
         f"\n== base + {a.adapters} adapters on one suite "
         f"({a.limit} examples, {a.max_new_tokens} new tokens max)"
     )
-    print(f"  one process, hot-swapped adapters : {t_hot:8.1f} s   peak RSS {rss_hot:7.0f} MiB")
+    print(f"  one process, mixed-adapter batches: {t_hot:8.1f} s   peak RSS {rss_hot:7.0f} MiB")
+    print(f"  one process, one adapter at a time: {t_swap:8.1f} s   peak RSS {rss_swap:7.0f} MiB")
     print(
         f"  {a.adapters + 1} separate processes          : {t_sep:8.1f} s   "
         f"peak RSS max {rss_max:7.0f} MiB, sum {rss_sum:7.0f} MiB"
     )
     print("    per process: " + ", ".join(f"{t:.1f}s/{r:.0f}MiB" for t, r in sep))
     print(f"  wall-time ratio                   : {t_hot / t_sep:8.3f}x   (target <= 0.5x)")
+    print(f"  without mixed batches             : {t_swap / t_sep:8.3f}x")
     print(
         f"  peak RSS ratio                    : {rss_hot / rss_max:8.3f}x of the largest single process, "
         f"{rss_hot / rss_sum:.3f}x of their sum"

@@ -25,13 +25,21 @@ def render_report(
     """The report as an HTML string.
 
     `refs` are run ids (prefixes ok) or models (their latest completed run per suite); the
-    first model is the base, the second the candidate. With `gate` (a result already
-    computed) the sides are the gate's; with `policy` the gate is applied to `refs`' runs.
+    first model is the base, the second the candidate; runs of more than two models give the
+    leaderboard page (every other model a candidate against the first, each gated with `policy`).
+    With `gate` (a result already computed) the sides are the gate's; with `policy` the gate is
+    applied to `refs`' runs.
     """
     from reports.collect import collect
     from reports.render import render_html
     from reports.sides import resolve_sides
 
+    if gate is None and refs:
+        from harness.gate.leaderboard import group_candidates
+
+        groups = group_candidates(store, list(refs))
+        if len(groups) > 2:
+            return _leaderboard(store, groups, policy)
     if gate is not None:
         base, cand = gate.baseline, gate.candidate
     else:
@@ -62,6 +70,19 @@ def write_report(
     except OSError as e:
         raise UserError(f"cannot write the report to {path}: {e.strerror or e}") from None
     return path
+
+
+def _leaderboard(store: Store, groups: list, policy: str | Path | None) -> str:
+    from harness.gate.leaderboard import run_leaderboard
+    from reports.leaderboard import render_leaderboard
+
+    gates = None
+    if policy is not None:
+        from harness.gate import load_policy
+
+        pol, doc = load_policy(policy)
+        gates = run_leaderboard(store, pol, doc, groups[0].refs, groups[1:], None)
+    return render_leaderboard(store, groups[0].refs, groups[1:], gates=gates)
 
 
 def _apply_policy(store: Store, policy: str | Path, base: dict, cand: dict | None) -> GateResult:

@@ -39,6 +39,10 @@ class PromptedConfig(SuiteConfig):
     chat: bool = True
     """Wrap the prompt in the model's chat template (False: send the raw prompt)."""
     generation: GenerationParams = Field(default_factory=GenerationParams)
+    chat_template: str | None = None
+    """The chat template local transformers models use on this suite: `trained` (the one each
+    adapter was trained with), `base` (the base model's), or a Jinja file relative to the suite
+    file. A model spec's `?chat_template=` wins over it (harness.models.chat_template)."""
 
 
 class TaskConfig(PromptedConfig):
@@ -113,7 +117,21 @@ class TaskSuite(SuiteKind):
             )
         return bound
 
+    def template_option(self) -> str | None:
+        """The suite's `chat_template` as a `?chat_template=` value (a file made absolute)."""
+        value = self.config.chat_template
+        if value is None or value in ("trained", "base"):
+            return value
+        path = (self.path.parent / value).expanduser().resolve()
+        if not path.is_file():
+            raise self.doc.error(
+                f"chat_template must be trained, base or a Jinja template file; {path} does not exist",
+                ("chat_template",),
+            )
+        return str(path)
+
     def load_examples(self) -> list[Example]:
+        self.template_option()  # a missing template file fails at load, naming the field
         path = self.data_path()
         if getattr(self.config, "data_format", None) is not None:  # judge configs have none
             from suites.conversation import conversation_examples

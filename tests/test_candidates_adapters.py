@@ -85,6 +85,11 @@ def test_one_base_load_many_runs_each_equal_to_a_single_adapter_run(many, tmp_pa
         c = v.info.check
         assert c.max_abs_dlogit > 1e-3 and not c.noop and c.name_match
         assert c.target_modules and set(c.target_modules) == {"q_proj", "v_proj"}
+    # the three candidates' generations went through the model together (mixed-adapter batches),
+    # and each run still counts them as its own new generations, not cache hits
+    for v, outs in results:
+        assert v.info.extra["mixed_batches"] == {"candidates": 3, "batches": 1}  # 4 questions, -b 4
+        assert outs[0].n_new == 4 and outs[0].n_cached == 0 and outs[0].model_calls == 1
     # each adapter's stored numbers equal a separate single-adapter HFModel run (its own load)
     suite = load_suite(ad.suite)
     for (v, outs), spec in zip(results, ["smollm2", f"smollm2?adapter={ad.a}", f"smollm2?adapter={ad.b}"]):
@@ -256,6 +261,44 @@ def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picke
         False,
     )
     assert v3.info.template.match is False and v3.info.template.source == "option base"
+    from harness.store import Store
+
+    # the suite picks the trained template: the same adapter now matches, on the same model id
+    picked = ad.suite.with_name("qa-trained.yaml")
+    picked.write_text(ad.suite.read_text() + "chat_template: trained\n")
+    [(v4, [by_suite])] = evaluate_views(
+        open_views("smollm2", [str(moved)], include_base=False, allow_noop=False),
+        load_suites([str(picked)]),
+        db,
+        RunOptions(),
+        False,
+    )
+    assert v4.info.template.match is True and v4.info.template.source == "suite trained"
+    assert v4.resolved.model_id == v.resolved.model_id and v4.info.used_templates == [v4.info.template]
+    with Store(db) as s:
+        stored = s.get_run(by_suite.run_id).config["backend"]["candidate"]["chat_template"]
+        assert stored["match"] is True and stored["source"] == "suite trained"
+        # what was sent is the trained template's rendering, not the base's
+        prompt = s.db.execute(
+            "SELECT g.prompt FROM run_examples e JOIN generations g USING (cache_key) "
+            "WHERE e.run_id = ? LIMIT 1",
+            [by_suite.run_id],
+        ).fetchone()[0]
+    assert "[assistant] " in prompt and "<|im_start|>" not in prompt
+    # a model spec's choice wins over the suite's
+    [(v5, _)] = evaluate_views(
+        open_views(f"smollm2?chat_template=base&adapter={moved}", [], include_base=False, allow_noop=False),
+        load_suites([str(picked)]),
+        db,
+        RunOptions(),
+        False,
+    )
+    assert v5.info.template.match is False and v5.info.template.source == "option base"
+    missing = ad.suite.with_name("qa-missing.yaml")
+    missing.write_text(ad.suite.read_text() + "chat_template: no-such.jinja\n")
+    r = run_cli("run", "-m", "smollm2", "-s", str(missing), "--db", str(tmp_path / "x.duckdb"))
+    assert r.returncode == 2 and "chat_template" in r.stderr and "no-such.jinja" in r.stderr, r.stderr
+    assert not (tmp_path / "x.duckdb").exists()
     policy = tmp_path / "p.yaml"
     policy.write_text(textwrap.dedent(POLICY))
     base_run = results[0][1][0].run_id

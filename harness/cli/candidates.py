@@ -92,11 +92,23 @@ def load_suites(suites: list[str]) -> list[Any]:
 
 
 def evaluate_views(
-    views: list[Any], loaded: list[Any], db: Path, options: Any, progress: bool = True
+    views: list[Any],
+    loaded: list[Any],
+    db: Path,
+    options: Any,
+    progress: bool = True,
+    mixed: bool = True,
 ) -> list[tuple[Any, list[Any]]]:
-    """Every suite on every view, each a stored run; inputs are all checked before the store opens."""
+    """Every suite on every view, each a stored run; inputs are all checked before the store opens.
+
+    `mixed`: the candidates' greedy generations go through the shared model together, several
+    candidates per batch (harness.runner.mixed); each run is then scored and stored on its own.
+    """
+    from dataclasses import replace
+
     from harness.runner import run_suite
     from harness.runner.capabilities import check_capabilities
+    from harness.runner.mixed import can_mix, prefetch_generations
     from harness.store import Store
 
     if options.resume and len(views) != 1:
@@ -104,11 +116,28 @@ def evaluate_views(
     for v in views:
         for s in loaded:
             check_capabilities(v, s)
-    out = []
+    runs: list[list[Any]] = [[] for _ in views]
     with Store(db, must_exist=bool(options.resume)) as store, progress_bars(progress) as start:
-        for v in views:
-            out.append((v, [run_suite(store, v, s, options, on_start=start) for s in loaded]))
-    return out
+        for s in loaded:
+            option = s.template_option() if hasattr(s, "template_option") else None
+            for v in views:  # before the prefetch: the template is part of what is sent
+                if hasattr(v, "use_suite_template"):
+                    v.use_suite_template(option)
+            pre = (
+                prefetch_generations(store, views, s, options, start)
+                if mixed and can_mix(views, s, options)
+                else None
+            )
+            for k, v in enumerate(views):
+                if pre is not None and pre.batches:
+                    v.info.extra["mixed_batches"] = {"candidates": len(views), "batches": pre.batches}
+                else:
+                    v.info.extra.pop("mixed_batches", None)
+                o = run_suite(store, v, s, options, on_start=start, fresh=pre.fresh[k] if pre else None)
+                if getattr(v, "info", None) is not None and v.info.template is not None:
+                    v.info.used_templates.append(v.info.template)
+                runs[k].append(replace(o, model_calls=o.model_calls + pre.calls[k]) if pre else o)
+    return list(zip(views, runs))
 
 
 def describe_view(v: Any) -> str:
@@ -118,7 +147,7 @@ def describe_view(v: Any) -> str:
     if info.check is not None:
         c = info.check
         line += f"  max |Δlogit| {c.max_abs_dlogit:.3g}" + (" [yellow](no-op, allowed)[/]" if c.noop else "")
-    if info.template is not None and info.template.match is False:
+    if any(t.match is False for t in info.used_templates or [info.template] if t is not None):
         line += "  [bold yellow]chat template differs from training[/]"
     return line
 
@@ -136,12 +165,14 @@ def print_outcomes(results: list[tuple[Any, list[Any]]], db: Path) -> None:
     if len(results) > 1:
         console.print(f"{len(results)} models on {sum(loads.values())} base load(s)", highlight=False)
     for v, _ in results:
-        t = v.info.template
-        if t is not None and t.match is False:
+        for t in {id(t): t for t in v.info.used_templates or [v.info.template] if t is not None}.values():
+            if t.match is not False:
+                continue
             console_err.print(
                 f"[bold yellow]warning[/]: {v.resolved.spec.raw} was evaluated with a chat template "
                 f"({t.source}, {str(t.used_sha256)[:12]}) other than the one it was trained with "
-                f"({t.trained_source}, {str(t.trained_sha256)[:12]}); add ?chat_template=trained",
+                f"({t.trained_source}, {str(t.trained_sha256)[:12]}); add ?chat_template=trained "
+                "to the model, or chat_template: trained to the suite",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +64,13 @@ def run_cmd(
             help="Evaluate an adapter that does not change the base's logits (refused by default).",
         ),
     ] = False,
+    mixed_batches: Annotated[
+        bool,
+        typer.Option(
+            help="With several candidates on one base: batch their greedy generations together "
+            "(peft mixed-adapter batches; each batch holds every candidate's rows).",
+        ),
+    ] = True,
     metric: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,7 +118,7 @@ def run_cmd(
         )
         loaded = load_suites(suite)  # bad suite files fail before the model loads
         views = open_views(base, adapters, include_base=include_base, allow_noop=allow_noop_adapter)
-        print_outcomes(evaluate_views(views, loaded, db, opts, progress), db)
+        print_outcomes(evaluate_views(views, loaded, db, opts, progress, mixed=mixed_batches), db)
         return
     outcomes = evaluate(
         model,
@@ -146,10 +153,19 @@ def evaluate(
     spec = parse_model_spec(model)
     from harness.cli.candidates import needs_shared
 
-    if needs_shared(spec):  # an adapter is checked to really apply; its chat template recorded
+    files = [s for s in loaded if _template_file(s)]
+    local = spec.kind in ("hf", "gguf", "alias")
+    if files and not local:
+        raise UserError(
+            f"suite '{files[0].config.name}' names a chat template file ({_template_file(files[0])}); "
+            f"{spec.raw} applies its own template where it runs, so it cannot use it",
+            path=files[0].path,
+            field="chat_template",
+        )
+    if needs_shared(spec) or files:  # an adapter is checked to apply; the chat template recorded
         from harness.cli.candidates import evaluate_views, open_views
 
-        views = open_views(model, [], include_base=False, allow_noop=allow_noop)
+        views = open_views(model, [], include_base=not spec.adapter, allow_noop=allow_noop)
         return [o for _, outs in evaluate_views(views, loaded, db, options, progress) for o in outs]
     resolved = resolve_model(spec)
     backend = open_backend(resolved)
@@ -165,6 +181,12 @@ def evaluate(
         for s in loaded:
             outcomes.append(run_suite(store, backend, s, options, on_start=start))
     return outcomes
+
+
+def _template_file(suite: Any) -> str | None:
+    """The suite's `chat_template` when it is a file (`trained` / `base` need no client template)."""
+    option = suite.template_option() if hasattr(suite, "template_option") else None
+    return option if option not in (None, "trained", "base") else None
 
 
 def _data_file_suites(suites: list[str], metrics: list[str]) -> list[str]:

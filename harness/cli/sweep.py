@@ -39,6 +39,9 @@ def sweep_cmd(
         Path | None, typer.Option("--html", help="Write the leaderboard with metric vs step here.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    mixed_batches: Annotated[
+        bool, typer.Option(help="Batch the checkpoints' greedy generations together (peft mixed batches).")
+    ] = True,
 ) -> None:
     """Evaluate each checkpoint-N (in step order) as its own run linked to its step."""
     from harness.cli.candidates import evaluate_views, load_suites, print_outcomes
@@ -68,7 +71,9 @@ def sweep_cmd(
         views[0].info.sweep = {**link, "step": 0}
     for v, c in zip(views[1:] if base else views, found):
         v.info.sweep = {**link, "step": c.step, "checkpoint": str(c.path), **c.losses}
-    results = evaluate_views(views, loaded, db, RunOptions(limit=limit, batch_size=batch), progress)
+    results = evaluate_views(
+        views, loaded, db, RunOptions(limit=limit, batch_size=batch), progress, mixed=mixed_batches
+    )
     print_outcomes(results, db)
     from harness.store import Store
     from reports.leaderboard import sweep_data

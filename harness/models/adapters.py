@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
@@ -45,6 +45,10 @@ def _drop(raw: str, key: str = "chat_template") -> str:
     base, _, query = raw.partition("?")
     params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != key]
     return base + ("?" + "&".join(f"{k}={v}" for k, v in params) if params else "")
+
+
+_MIXED = "\0mixed"
+"""`SharedBase.active` after a mixed batch: no single adapter is set, every layer is on."""
 
 
 class SharedBase:
@@ -90,6 +94,22 @@ class SharedBase:
         self.active = name
         return name
 
+    def generate_mixed(
+        self, names: Sequence[str | None], batch_ids: list[list[int]], params: Any
+    ) -> list[tuple[str, int]]:
+        """One batch whose rows belong to different adapters (None: the base), in one forward per
+        step: peft's mixed-adapter batches (`adapter_names`, "__base__" for the base rows)."""
+        import torch
+
+        model = self.loaded
+        if self.peft is None:
+            raise ValueError("mixed batches need at least one attached adapter")
+        # every adapter layer on: peft picks each row's adapter by name
+        self.peft.base_model.enable_adapter_layers()
+        self.active = _MIXED
+        rows = [n if n is not None else "__base__" for n in names]
+        return self.hf._generate_batch(batch_ids, params, torch, model=model, adapter_names=rows)
+
     def activate(self, name: str | None) -> Any:
         """The shared model with adapter `name` on (None: every adapter off, i.e. the base)."""
         model = self.loaded
@@ -98,7 +118,7 @@ class SharedBase:
         if name is None:
             self.peft.base_model.disable_adapter_layers()
         else:
-            if self.active is None:
+            if self.active is None:  # after _MIXED every layer is on already
                 self.peft.base_model.enable_adapter_layers()
             self.peft.set_adapter(name)
         self.active = name
@@ -116,6 +136,10 @@ class CandidateInfo:
     sweep: dict[str, Any] | None = None
     """step, sweep_id, checkpoint folder, training_run_id, losses at that step."""
     extra: dict[str, Any] = field(default_factory=dict)
+    spec_template: str | None = None
+    """The model spec's `?chat_template=` (it wins over a suite's `chat_template`)."""
+    used_templates: list[TemplateChoice] = field(default_factory=list)
+    """The template of each run evaluated so far (a suite may pick its own)."""
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, **self.extra}
@@ -155,6 +179,21 @@ class AdapterView(HFModel):
     @property
     def model(self) -> Any:
         return self.shared.activate(self.adapter_name)
+
+    def use_suite_template(self, option: str | None) -> TemplateChoice | None:
+        """Pick the template for the next run: the suite's `chat_template` (`trained`, `base`, a
+        file) unless the model spec named one; None restores the view's own choice."""
+        if not hasattr(self, "_own_template"):
+            self._own_template = self.info.template
+        if option is None or self.info.spec_template is not None:
+            self.info.template = self._own_template
+        else:
+            adapter = self.resolved.adapter
+            if option == "trained" and adapter is None:
+                option = "base"  # the base was trained with its own template
+            tpl = choose_template(option, adapter, self.tokenizer.chat_template)
+            self.info.template = replace(tpl, source=tpl.source.replace("option ", "suite ", 1))
+        return self.info.template
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         tpl = self.info.template
@@ -204,7 +243,7 @@ def open_candidates(
     if include_base:
         tpl = choose_template(option, None, shared.hf.tokenizer.chat_template)
         base_view = resolve_model(raw) if option else base_r
-        views.append(AdapterView(shared, base_view, None, CandidateInfo("base", tpl)))
+        views.append(AdapterView(shared, base_view, None, CandidateInfo("base", tpl, spec_template=option)))
     specs = [with_adapter(raw, str(a)) for a in adapters]
     resolved = [resolve_model(s) for s in specs]  # bad folders fail before the weights load
     for k, r in enumerate(resolved):
@@ -213,18 +252,7 @@ def open_candidates(
         name = shared.attach(r.adapter)
         tpl = choose_template(option, r.adapter, shared.hf.tokenizer.chat_template)
         role = roles[k] if roles else "adapter"
-        view = AdapterView(shared, r, name, CandidateInfo(role, tpl))
+        view = AdapterView(shared, r, name, CandidateInfo(role, tpl, spec_template=option))
         view.info.check = check_adapter_applies(view, shared, tolerance, allow_noop)
-        if tpl.match is False:
-            log.warning(
-                "adapter %s is evaluated with a different chat template (%s, sha256 %s) from the "
-                "one it was trained with (%s, sha256 %s): its scores may collapse; pass "
-                "?chat_template=trained to use the trained one",
-                r.adapter,
-                tpl.source,
-                (tpl.used_sha256 or "")[:12],
-                tpl.trained_source,
-                (tpl.trained_sha256 or "")[:12],
-            )
         views.append(view)
     return views

@@ -163,8 +163,17 @@ class HFModel:
                 for i, (text, n) in zip(batch, outs)
             ]
 
-    def _generate_batch(self, batch_ids: list[list[int]], params: GenerationParams, torch: Any):
-        tok, model = self.tokenizer, self.model
+    def _generate_batch(
+        self,
+        batch_ids: list[list[int]],
+        params: GenerationParams,
+        torch: Any,
+        model: Any = None,
+        **extra: Any,
+    ):
+        """(text, new tokens) per row; `model` and `extra` generate kwargs: a shared peft model
+        with per-row `adapter_names` (harness.models.adapters.SharedBase.generate_mixed)."""
+        tok, model = self.tokenizer, model if model is not None else self.model
         width = max(len(x) for x in batch_ids)
         pad = tok.pad_token_id
         # Left padding: every row's last prompt token sits at the same position.
@@ -182,7 +191,7 @@ class HFModel:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         self.calls["generate"] += 1
         with torch.inference_mode():
-            out = model.generate(input_ids=input_ids, attention_mask=mask, **gen_kwargs)
+            out = model.generate(input_ids=input_ids, attention_mask=mask, **gen_kwargs, **extra)
         new = out[:, width:]
         results = []
         eos = {tok.eos_token_id, pad}

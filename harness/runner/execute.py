@@ -27,24 +27,29 @@ def execute(
     *,
     replace: bool = False,
     seed: int | None = None,
+    fresh: set[str] | None = None,
 ) -> None:
     """Serve cache hits, generate the misses batch by batch, score, persist per batch.
-    `replace`: some items were stored before as errors (a resume retrying them)."""
+    `replace`: some items were stored before as errors (a resume retrying them).
+    `fresh`: keys generated for this run just before it (harness.runner.mixed), stored as new."""
     cached = store.cached_generations(i.cache_key for i in items)
+    fresh = fresh or set()
     hits = [i for i in items if i.cache_key in cached]
-    for start in range(0, len(hits), 256):
-        chunk = hits[start : start + 256]
-        _persist(
-            store,
-            run_id,
-            suite,
-            chunk,
-            {i.cache_key: cached[i.cache_key] for i in chunk},
-            new=[],
-            cached=True,
-            replace=replace,
-        )
-        progress(len(chunk))
+    for was_cached in (True, False):
+        part = [i for i in hits if (i.cache_key not in fresh) == was_cached]
+        for start in range(0, len(part), 256):
+            chunk = part[start : start + 256]
+            _persist(
+                store,
+                run_id,
+                suite,
+                chunk,
+                {i.cache_key: cached[i.cache_key] for i in chunk},
+                new=[],
+                cached=was_cached,
+                replace=replace,
+            )
+            progress(len(chunk))
 
     misses = [i for i in items if i.cache_key not in cached]
     # Identical requests (same key) are computed once and shared.

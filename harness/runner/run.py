@@ -57,12 +57,15 @@ def run_suite(
     suite: SuiteKind,
     options: RunOptions,
     on_start: Callable[[str, int], Callable[[int], None]] | None = None,
+    fresh: set[str] | None = None,
 ) -> RunOutcome:
     """Run `suite` on `backend`, writing every finished batch to `store`.
 
     `on_start(description, total)` returns a progress callback (the CLI's progress bar).
     KeyboardInterrupt marks the run 'interrupted', any other exception 'failed'; both keep
     the finished batches, and `RunOptions(resume=run_id)` continues from them.
+    `fresh`: cache keys generated for this run just before it, batched with other candidates
+    (harness.runner.mixed): served from the cache but stored as new, not as cache hits.
     """
     resolved = backend.resolved
     check_capabilities(backend, suite)  # before anything is stored
@@ -165,6 +168,7 @@ def run_suite(
                 progress,
                 replace=bool(options.resume and not options.keep_errors),
                 seed=options.seed,
+                fresh=fresh,
             )
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (harness.signals): the batch in flight is discarded
         store.mark_run(run_id, "interrupted", signals.reason())
