@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from harness.errors import UserError
 from harness.lm_eval_rows import LmMetric, task_metrics
 from harness.paths import cache_dir
 from harness.store import GenerationRow, ScoreRow
@@ -175,10 +176,19 @@ def _record(task: Any, leaf: str, doc_id: int, doc: Any) -> tuple[dict[str, Any]
     clean = json.loads(json.dumps(doc, default=str))
     record: dict[str, Any] = {"task": leaf, "doc_id": doc_id, "doc": clean}
     refs: list[str] = []
+    from jinja2.sandbox import SecurityError
+
     try:
         record["input"] = task.doc_to_text(doc)
         target = task.doc_to_target(doc)
         choices = task.doc_to_choice(doc) if task.OUTPUT_TYPE == "multiple_choice" else None
+    except SecurityError as e:  # harness.trust.sandbox_lm_eval: a template reached for Python internals
+        raise UserError(
+            f"lm-eval task '{leaf}': template rejected by the sandbox: {e} (task templates may read "
+            "doc fields, use filters, loops and conditionals, but not Python internals)",
+            path=getattr(task.config, "yaml_path", None) or None,
+            field="doc_to_text",
+        ) from None
     except Exception as e:  # a task whose templates need more than the doc; keep the doc itself
         log.debug("%s/%s: no prompt preview (%s)", leaf, doc_id, e)
         return record, refs

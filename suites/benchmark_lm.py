@@ -13,11 +13,14 @@ metrics; every doc × metric is then stored as a row as for HFLM."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from harness.config import GenerationParams
 from harness.errors import UserError
 from harness.suite import Request
+
+log = logging.getLogger(__name__)
 
 
 def backend_lm(backend: Any, batch_size: int, max_length: int | None) -> Any:
@@ -83,4 +86,13 @@ def backend_lm(backend: Any, batch_size: int, max_length: int | None) -> Any:
 def _ll_or_fail(ll: Any) -> tuple[float, bool]:
     if ll is None or ll.error is not None or ll.logprob is None:
         raise UserError(f"a log-likelihood request failed: {ll.error if ll else 'no answer'}")
+    if ll.is_greedy is None and not _unknown_greedy:
+        _unknown_greedy.append(True)
+        log.warning(
+            "the backend did not say whether continuations are greedy (no top log-probabilities): "
+            "lm-eval metrics built on is_greedy count such docs as not greedy"
+        )
     return ll.logprob, bool(ll.is_greedy)
+
+
+_unknown_greedy: list[bool] = []

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.config import LocatedYaml
 from harness.errors import UserError
+from harness.trust import require_trust, sandbox_lm_eval
 
 _HOW_TO_GET_DATA = (
     "Make it available offline: download it once into the Hugging Face datasets cache "
@@ -45,6 +46,9 @@ def check_include_dir(folder: Path, doc: LocatedYaml, loc: tuple[Any, ...]) -> N
     if not folder.is_dir():
         raise doc.error(f"include_path folder not found: {folder}", loc)
     for path in sorted(folder.rglob("*.yaml")):
+        for n, text in enumerate(path.read_text("utf-8", "replace").splitlines(), 1):
+            if "!function" in text.split("#", 1)[0]:
+                require_trust("the lm-eval task's `!function`", path, n, text.split(":", 1)[0].strip())
         try:
             cfg = load_yaml(path, resolve_func=False, recursive=True)
         except Exception as e:  # yaml errors, a missing `include:` target, unreadable files
@@ -59,6 +63,7 @@ def check_include_dir(folder: Path, doc: LocatedYaml, loc: tuple[Any, ...]) -> N
 
 def load_entries(names: list[str], include: list[Path], doc: LocatedYaml) -> tuple[Any, list[LoadedEntry]]:
     """(TaskManager, loaded entries) for the suite's task names; problems are located errors."""
+    sandbox_lm_eval()  # before any task is built: its templates render in the sandbox
     from lm_eval.tasks import TaskManager
 
     paths = [str(p) for p in include]

@@ -265,3 +265,53 @@ def test_builtin_general_mini_and_its_suite_id(tmp_path):
     data.write_text(data.read_text().replace("largest planet", "biggest planet"))
     b = suite_id(load_suite(write_suite(tmp_path / "a", suite)))
     assert a != b  # changed docs: a different suite, never mixed with old runs
+
+
+def _gen_task(tasks, name: str, doc_to_text: str, extra: str = "") -> None:
+    (tasks / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\n"
+        f"dataset_kwargs: {{data_files: {{test: {TASKS / 'data' / 'prose.jsonl'}}}}}\n"
+        f"test_split: test\noutput_type: generate_until\ndoc_to_text: {doc_to_text}\n"
+        "doc_to_target: '{{text}}'\nmetric_list: [{metric: exact_match}]\n" + extra
+    )
+
+
+def test_task_yaml_templates_run_in_the_sandbox_and_functions_need_trust(tmp_path):
+    """#14: an lm-eval task YAML a suite points at is untrusted input like the suite itself."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    canary = tmp_path / "pwned"
+    payload = "{{ cycler.__init__.__globals__.os.popen('touch " + str(canary) + "').read() }}"
+    _gen_task(tasks, "evil_prose", '"' + payload + '"')
+    suite = write_suite(tmp_path, "name: b\nkind: benchmark\ninclude_path: tasks\ntasks: [evil_prose]\n")
+    r = run_cli("suites", "validate", str(suite))
+    assert (
+        r.returncode == 2
+        and "SecurityError" in r.stderr
+        and "evil_prose.yaml" in r.stderr
+        and "Traceback" not in r.stderr
+    ), r.stderr
+    assert not canary.exists()
+    # ordinary lm-eval templates (filters, conditionals, loops) still render
+    (tasks / "evil_prose.yaml").unlink()
+    _gen_task(
+        tasks,
+        "fine_prose",
+        '"{% if text %}{{ text | upper | truncate(40) }}{% endif %}'
+        '{% for w in text.split()[:2] %} {{ w }}{% endfor %}"',
+    )
+    fine = load_suite(
+        write_suite(tmp_path, "name: b\nkind: benchmark\ninclude_path: tasks\ntasks: [fine_prose]\n")
+    )
+    assert fine.examples[0].record["input"].split()[0].isupper()
+    # `!function` imports Python from the task folder: refused at its line unless trusted
+    (tasks / "utils.py").write_text(f"open({str(canary)!r}, 'w').close()\ndef process(ds):\n    return ds\n")
+    _gen_task(tasks, "fn_prose", "'{{text}}'", "process_docs: !function utils.process\n")
+    suite = write_suite(tmp_path, "name: b\nkind: benchmark\ninclude_path: tasks\ntasks: [fn_prose]\n")
+    r = run_cli("suites", "validate", str(suite), env={"TUNEGATE_TRUST_CODE": ""})
+    assert r.returncode == 2 and "--trust-code" in r.stderr, r.stderr
+    assert "fn_prose.yaml:9 field 'process_docs'" in r.stderr
+    assert not canary.exists()
+    r = run_cli("--trust-code", "suites", "validate", str(suite))
+    assert r.returncode == 0, r.stderr
+    assert canary.exists()  # trusted: lm-eval imported the task's module, as it does on its own

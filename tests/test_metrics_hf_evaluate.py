@@ -49,7 +49,13 @@ def test_evaluate_module_scores_a_task_suite(tmp_path):
     preds = tmp_path / "p.jsonl"
     preds.write_text('{"id": "a", "output": "ab"}\n{"id": "b", "output": "wxyz!"}\n')
     db = tmp_path / "e.duckdb"
+    # a metric module is Python the suite brings: refused unless the caller trusts it
+    args = ["score", "-p", str(preds), "-s", str(suite), "--db", str(db), "--no-progress"]
+    p = run_cli(*args, env={"HF_HUB_OFFLINE": "1", "TUNEGATE_TRUST_CODE": ""})
+    assert p.returncode == 2 and "--trust-code" in p.stderr and "metrics.0.path" in p.stderr, p.stderr
+    assert "s.yaml:7" in p.stderr and not db.exists()
     p = run_cli(
+        "--trust-code",
         "score",
         "-p",
         str(preds),
@@ -87,5 +93,5 @@ def test_evaluate_module_errors_are_one_line(tmp_path):
         "name: ev\nkind: task\ndata: qa.jsonl\nprompt: '{{ q }}'\nreference: answer\n"
         "metrics:\n  - {name: hf_evaluate, path: nowhere.py}\n"
     )
-    p = run_cli("suites", "validate", str(suite))
+    p = run_cli("--trust-code", "suites", "validate", str(suite))
     assert p.returncode == 2 and "no evaluate module" in p.stderr and "Traceback" not in p.stderr

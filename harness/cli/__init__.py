@@ -61,8 +61,18 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    trust_code: bool = typer.Option(
+        False,
+        "--trust-code",
+        help="Run Python that suites bring (lm-eval `!function`, hf_evaluate modules); refused "
+        "otherwise (env: TUNEGATE_TRUST_CODE=1).",
+    ),
 ) -> None:
     """Evaluation-first harness for LLM fine-tuning."""
+    if trust_code:
+        from harness.trust import trust_code as trust
+
+        trust()
 
 
 app.command("run")(run.run_cmd)

@@ -314,7 +314,8 @@ class OpenAIBackend:
                     return LogLikelihood(
                         None, None, 0, out.latency_s, "no log-probabilities for the continuation"
                     )
-                greedy = all(t.top is None or t.top == t.text for t in toks)
+                # without the server's top token, whether the continuation is greedy is unknown
+                greedy = None if any(t.top is None for t in toks) else all(t.top == t.text for t in toks)
                 return LogLikelihood(sum(t.logprob for t in toks), greedy, len(toks), out.latency_s)
 
             return run

@@ -80,6 +80,9 @@ def hf_evaluate(
     where = Path(path)
     if not where.exists():
         raise UserError(f"no evaluate module at {path}", field="path")
+    from harness.trust import require_trust
+
+    require_trust(f"the hf_evaluate metric module {path}", field="path")
     found = code_hash(where)
     if sha256 is not None and sha256 != found:
         raise UserError(f"the evaluate module at {path} changed: sha256 {found}, the suite pins {sha256}")
