@@ -96,7 +96,8 @@ def test_holm_and_bonferroni_equal_statsmodels_and_widen_the_ci(noisy, tmp_path)
         res = _gate(noisy, tmp_path, f"correction: {method}\nrules:\n" + rules)
         tested = [c for c in res.checks if c.p_value is not None]
         assert [c.p_value for c in tested] == raw
-        ref = multipletests(raw, alpha=0.05, method=method)[1]
+        # one family of four: the CI bound counts as Holm's last step (p padded with 1.0)
+        ref = multipletests([*raw, 1.0], alpha=0.05, method=method)[1][:3]
         assert [c.p_adjusted for c in tested] == pytest.approx(list(ref), rel=1e-12)
         assert res.family == 4  # three p-values and one CI bound
         [ni] = [c for c in res.checks if c.check == "non_inferior"]
@@ -116,13 +117,28 @@ def test_holm_and_bonferroni_equal_statsmodels_and_widen_the_ci(noisy, tmp_path)
         for case in ET.parse(junit).iter("testcase")
         for p in case.iter("property")
     }
-    adj = multipletests(raw, method="holm")[1]
+    adj = multipletests([*raw, 1.0], method="holm")[1][:3]
     got = sorted(float(v) for (_, k), v in props.items() if k == "p_adjusted")
     assert got == pytest.approx(sorted(adj), rel=1e-5)
     assert sorted(float(v) for (_, k), v in props.items() if k == "p_raw") == pytest.approx(
         sorted(raw), rel=1e-5
     )
     assert "adjusted" in md.read_text() and "holm" in md.read_text()
+
+
+def test_without_ci_bounds_the_adjustment_is_statsmodels_own(noisy, tmp_path):
+    rules = (
+        "  - {suite: qa, metric: '*', max_drop: 0.0, significance: 0.05}\n"
+        "  - {suite: text, metric: perplexity, max_drop: 0.0, significance: 0.05}\n"
+    )
+    raw = [c.p_value for c in _gate(noisy, tmp_path, "rules:\n" + rules).checks if c.p_value is not None]
+    for method in ("holm", "bonferroni"):
+        res = _gate(noisy, tmp_path, f"correction: {method}\nrules:\n" + rules)
+        assert res.family == len(raw) == 3
+        ref = multipletests(raw, alpha=0.05, method=method)[1]
+        assert [c.p_adjusted for c in res.checks if c.p_value is not None] == pytest.approx(
+            list(ref), rel=1e-12
+        )
 
 
 def test_mde_and_examples_needed_equal_statsmodels_power(noisy, tmp_path):

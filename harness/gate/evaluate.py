@@ -151,7 +151,7 @@ def run_gate(
         (pl.rule.non_inferior is not None) + (pl.rule.superior is not None) for pl in planned
     )
     raw = [planned[k].comparison.paired.p_value for k in tested]
-    adjusted = dict(zip(tested, multiplicity.adjust(raw, policy.correction)))
+    adjusted = dict(zip(tested, multiplicity.adjust(raw, policy.correction, family)))
     wide: dict[int, MetricComparison] = {}
     for k in bounded:
         pl = planned[k]

@@ -9,22 +9,28 @@ import numpy as np
 CORRECTIONS = ("none", "holm", "bonferroni")
 
 
-def adjust(p_values: Sequence[float], method: str) -> list[float]:
+def adjust(p_values: Sequence[float], method: str, family: int | None = None) -> list[float]:
     """Adjusted p-values, as ``statsmodels.stats.multitest.multipletests(method=...)[1]``.
 
     holm: the step-down max_{j <= i} (m - j + 1) p_(j), capped at 1; bonferroni: m p, capped at 1.
+    `family` (>= the number of p-values): the hypotheses the gate decides in all, CI bounds
+    included. Those have no p-value here, so they count as the last steps of Holm's step-down
+    (the most conservative place: the p-values get multipliers m, m-1, ...), which is
+    multipletests on the p-values padded with 1.0s; with CI bounds widened to alpha / m
+    (`ci_confidence`) the whole family's error stays at alpha (a union bound over the two parts).
     """
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction {method!r}; expected one of {CORRECTIONS}")
     p = np.asarray(p_values, dtype=np.float64)
-    m = len(p)
-    if method == "none" or m == 0:
+    n = len(p)
+    m = max(n, family or 0)
+    if method == "none" or n == 0:
         return p.tolist()
     if method == "bonferroni":
         return np.minimum(p * m, 1.0).tolist()
     order = np.argsort(p, kind="stable")
-    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
+    stepped = np.maximum.accumulate((m - np.arange(n)) * p[order])
+    out = np.empty(n)
     out[order] = np.minimum(stepped, 1.0)
     return out.tolist()
 
