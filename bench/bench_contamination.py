@@ -30,7 +30,8 @@ def sentence(rng: np.random.Generator, words: np.ndarray, lo: int, hi: int) -> s
     return " ".join(words[idx]).capitalize() + "."
 
 
-def build(folder: Path, n_records: int, n_examples: int, planted: int) -> tuple[Path, Path]:
+def build(folder: Path, n_records: int, n_examples: int, planted: int) -> tuple[Path, Path, set[str]]:
+    """The suite, the training file, and the ids of the examples planted in it."""
     rng = np.random.default_rng(0)
     words = np.array([f"w{i}" for i in range(20_000)])
     examples = [
@@ -44,16 +45,18 @@ def build(folder: Path, n_records: int, n_examples: int, planted: int) -> tuple[
     )
     records = []
     copies = set(rng.choice(n_records, planted, replace=False).tolist())
+    planted_ids = set()
     for i in range(n_records):
         if i in copies:
             e = examples[int(rng.integers(n_examples))]
+            planted_ids.add(e["id"])
             records.append({"instruction": e["question"], "output": e["answer"]})
         else:
             q, a = sentence(rng, words, 10, 40), sentence(rng, words, 20, 80)
             records.append({"instruction": q, "output": a})
     train = folder / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return folder / "suite.yaml", train
+    return folder / "suite.yaml", train, planted_ids
 
 
 def main() -> None:
@@ -66,7 +69,7 @@ def main() -> None:
     from trainers.contamination import scan
 
     with tempfile.TemporaryDirectory() as tmp:
-        suite_path, train = build(Path(tmp), args.records, args.examples, args.planted)
+        suite_path, train, planted_ids = build(Path(tmp), args.records, args.examples, args.planted)
         suite = load_suite(str(suite_path))
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
@@ -80,7 +83,12 @@ def main() -> None:
     print(f"  wall                 {secs:8.2f} s   (target < 60 s on 2 cores)")
     print(f"  peak RSS             {rss1 / 1024:8.0f} MB  (before the scan {rss0 / 1024:.0f} MB)")
     print(f"  contaminated found   {len(info['contaminated']):8d}   by method {info['by_method']}")
-    print(f"  planted copies       {args.planted:8d}   (of random examples, with replacement)")
+    print(f"  planted copies       {args.planted:8d}   (of random examples, with replacement: "
+          f"{len(planted_ids)} distinct)")  # fmt: skip
+    missed = planted_ids - set(info["contaminated"])
+    if missed:
+        raise SystemExit(f"the scan missed {len(missed)} planted examples, e.g. {sorted(missed)[:5]}")
+    print(f"  every planted example found; {len(set(info['contaminated']) - planted_ids)} found beyond them")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class Rule(Strict):
     max_error_rate: float | None = Field(None, ge=0, le=1)
     """Largest share of the candidate's examples that may have failed (generation/scoring errors)."""
     test: PairedTest = "auto"
-    """The paired test behind `significance` (auto: McNemar / Wilcoxon / sacreBLEU paired bootstrap)."""
+    """The paired test behind `significance` (auto: McNemar for binary metrics, the paired t-test
+    for continuous ones, sacreBLEU's paired bootstrap for corpus metrics; harness.stats)."""
     ci: CiMethod = "auto"
     """The interval behind min_delta's CI (auto: paired bootstrap, or t for test t)."""
 
