@@ -90,6 +90,10 @@ def test_base_vs_candidate_alias_compare_and_gate(llama, tmp_path, suites):
     gate = run_cli("gate", "--baseline", rb, "--candidate", rc, "--policy", str(policy), "--db", str(db))
     # the alias serves the same GGUF: greedy outputs are identical, so the candidate passes
     assert gate.returncode == 0, gate.stdout + gate.stderr
+    # ...and a policy that asks for a real improvement fails on the same two runs (exit 1)
+    policy.write_text("name: ep\nrules:\n  - {suite: '*', metric: exact_match, superior: 0.0}\n")
+    gate = run_cli("gate", "--baseline", rb, "--candidate", rc, "--policy", str(policy), "--db", str(db))
+    assert gate.returncode == 1 and "superior" in gate.stdout, gate.stdout + gate.stderr
     runs = run_cli("runs", "--db", str(db))
     assert "endpoint" in runs.stdout
 
@@ -287,4 +291,5 @@ def test_judge_suite_on_an_endpoint_model(llama, tmp_path, chat):
     sent = con.execute("SELECT prompt FROM generations").fetchall()
     con.close()
     assert len(rows) == 4 and all(v is not None or err for _, v, err in rows)  # an error is a row, not 0
+    assert any(v is not None for _, v, _ in rows)  # and the judge really scored (not all errors)
     assert all(p.startswith("[") == (chat == "1") for (p,) in sent)  # messages vs rendered text

@@ -14,7 +14,7 @@ from harness.results import compare_runs, summarize_run
 from harness.runner import RunOptions, run_suite
 from harness.store import Store
 from suites import load_suite
-from tests.conftest import ROOT, write_suite
+from tests.conftest import ROOT, run_cli, write_suite
 
 TASKS = ROOT / "suites" / "lm_eval_tasks"
 
@@ -72,6 +72,13 @@ def test_rolling_task_bits_per_byte_from_rows_equals_lm_eval_and_is_gateable(tmp
         c = comps["bpb_prose/bits_per_byte"]
         assert c.aggregation == "weighted_mean" and c.paired.n == 3 and c.paired.delta == 0.0
         assert c.paired.higher_is_better is False
+    # ...and the gate decides on it: no drop passes, asking for an improvement fails
+    policy = tmp_path / "p.yaml"
+    for rule, code in (("max_drop: 0.0", 0), ("superior: 0.0", 1)):
+        policy.write_text(f"name: bpb\nrules:\n  - {{suite: bpb, metric: bpb_prose/bits_per_byte, {rule}}}\n")
+        r = run_cli("gate", "--baseline", out.run_id, "--candidate", out.run_id, "--policy", str(policy),
+                    "--db", str(tmp_path / "t.duckdb"))  # fmt: skip
+        assert r.returncode == code and "bits_per_byte" in r.stdout, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("agg", ["bits_per_byte", "weighted_perplexity"])
