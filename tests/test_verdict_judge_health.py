@@ -96,6 +96,13 @@ def test_constant_judge_is_unhealthy_and_fails_the_gate_by_default(server, tmp_p
     )
     assert ok.returncode == 0, ok.stdout
     assert "warning" in ok.stdout
+    # the explicit rules: the sanity set cannot tell reference from wrong answers; no human labels
+    for rule, says in (
+        ("judge_min_separation: 0.5", "reference answers beat wrong ones by 0.00 < 0.5"),
+        ("judge_min_kappa: 0.4", "no human labels to compute kappa"),
+    ):
+        r = _gate(tmp_path, db, base, cand, "judge_health: off\nrules:\n  - {suite: jh, " + rule + "}\n")
+        assert r.returncode == 1 and says in " ".join(r.stdout.split()), r.stdout
 
 
 def test_garbage_judge_counts_parse_failures(server, tmp_path):
@@ -133,6 +140,15 @@ def test_judge_that_flips_on_swap_has_zero_consistency(server, tmp_path):
     from harness.store.judge_health import DEFAULTS, problems
 
     assert any("position consistency" in p for p in problems(h, DEFAULTS))
+    # the gate rule on it (the run gated against itself: only the judge's health can fail it)
+    r = _gate(
+        tmp_path,
+        db,
+        run_id,
+        run_id,
+        "judge_health: off\nrules:\n  - {suite: jh, judge_min_consistency: 0.8}\n",
+    )
+    assert r.returncode == 1 and "position consistency 0.00 < 0.8" in " ".join(r.stdout.split()), r.stdout
 
 
 @pytest.mark.slow

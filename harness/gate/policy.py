@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
@@ -110,6 +110,12 @@ class GatePolicy(Strict):
     """Fail (instead of warn) a check whose margin is below what the suite can detect."""
     judge_health: Literal["fail", "warn", "off"] = "fail"
     """Judge suites whose judge is unhealthy (unparseable, inconsistent, constant) fail by default."""
+
+    @field_validator("judge_health", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
     required: list[str] = Field(default_factory=list)
     """Suites both sides must have been evaluated on."""
     rules: list[Rule] = Field(min_length=1)
