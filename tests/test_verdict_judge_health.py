@@ -87,6 +87,12 @@ def test_constant_judge_is_unhealthy_and_fails_the_gate_by_default(server, tmp_p
         assert h["score_sd"] == 0.0
         # the sanity set: reference and wrong answers get the same score, so it cannot tell them apart
         assert h["sanity"]["separation"] == 0.0 and h["sanity"]["tells_apart"] is False
+    with Store(db) as s:
+        last = s.db.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+    shown = run_cli("show", last, "--db", str(db))
+    line = " ".join(shown.stdout.split())
+    assert "judge health (rubric)" in line and "cannot tell reference from wrong answers" in line, line
+    assert "unhealthy: every answer got the same score" in line
     r = _gate(tmp_path, db, base, cand, "rules:\n  - {suite: jh, metric: total, max_drop: 1}\n")
     assert r.returncode == 1, r.stdout
     assert "judge_health" in r.stdout and "same score" in r.stdout

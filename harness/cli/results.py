@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from harness.cli.common import DEFAULT_DB, DbOption, console
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from harness.results import MetricComparison
+    from harness.store import RunRecord
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON (every value in full) instead of a table.")
@@ -44,16 +50,20 @@ def show_cmd(
     from harness.cli.views import print_show
     from harness.store import Store
     from harness.store.contamination import summary_line
+    from harness.store.judge_health import get_health, health_line
 
     with Store(db, must_exist=True) as store:
         rec = show_record(store, run_id)
         contamination = summary_line(store, rec["run"]["suite_id"], rec["run"]["suite"])
+        health = get_health(store, rec["run"]["run_id"])
     if json:
-        print_json(rec)
+        print_json({**rec, "judge_health": health} if health else rec)
         return
     print_show(rec)
     if contamination:
         console.print(contamination, highlight=False, markup=False)
+    if health:
+        console.print(health_line(health), highlight=False, markup=False, soft_wrap=True)
 
 
 def compare_cmd(
@@ -125,7 +135,7 @@ def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | N
         announce(path)
 
 
-def print_comparison(ra, rb, comps, top: int = 5) -> None:
+def print_comparison(ra: RunRecord, rb: RunRecord, comps: Sequence[MetricComparison], top: int = 5) -> None:
     """A paired comparison already computed (train, quickstart): printed as `compare` prints it."""
     from harness.api import comparison_records, run_record
     from harness.cli.views import print_comparison as show_comparison
@@ -139,7 +149,7 @@ def print_comparison(ra, rb, comps, top: int = 5) -> None:
     show_comparison(rec, top)
 
 
-def verdict_notes(comps) -> list[str]:
+def verdict_notes(comps: Sequence[MetricComparison]) -> list[str]:
     """Which number decides the verdict, what each p-value tests, and where the two disagree."""
     from harness.stats import QUANTITY
 
@@ -157,7 +167,7 @@ def verdict_notes(comps) -> list[str]:
     return notes
 
 
-def _short(v, n: int = 40) -> str:
+def _short(v: Any, n: int = 40) -> str:
     if isinstance(v, list):
         v = v[0] if len(v) == 1 else v
     s = repr(v) if v is not None else "–"

@@ -65,3 +65,30 @@ def problems(h: dict[str, Any], limits: dict[str, float | None]) -> list[str]:
         elif sep < lim:
             out.append(f"sanity set: reference answers beat wrong ones by {sep:.2f} < {lim:g}")
     return out
+
+
+def health_line(h: dict[str, Any]) -> str:
+    """One line for `show`: what the judge run measured, and what the default gate would say."""
+    parts = [f"{h['parse_failures'] or 0}/{h['n']} unparseable"]
+    if h["judge"] == "pairwise":
+        if h["consistency"] is not None:
+            parts.append(f"position consistency {h['consistency']:.2f}")
+    else:
+        sd = h["score_sd"]
+        parts.append(
+            f"{h['distinct_scores'] or 0} distinct scores" + (f" (sd {sd:.3g})" if sd is not None else "")
+        )
+    if h["kappa"] is not None:
+        parts.append(f"kappa {h['kappa']:.2f} with {h['kappa_n']} human labels")
+    sanity = h.get("sanity") or {}
+    if sanity.get("tells_apart") is not None:
+        told = (
+            "tells reference from wrong answers"
+            if sanity["tells_apart"]
+            else "cannot tell reference from wrong answers"
+        )
+        sep = sanity.get("separation")
+        parts.append(f"sanity set: {told}" + (f" (separation {sep:.2f})" if sep is not None else ""))
+    issues = problems(h, DEFAULTS)
+    verdict = "unhealthy: " + "; ".join(issues) if issues else "healthy by the gate's defaults"
+    return f"judge health ({h['judge']}): " + ", ".join(parts) + f" — {verdict}"
