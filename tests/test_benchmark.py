@@ -187,7 +187,8 @@ def test_hub_task_without_cached_data_fails_fast_and_clearly(tmp_path):
     assert not (tmp_path / "x.duckdb").exists()
 
 
-def test_malformed_include_yaml_names_the_file(tmp_path):
+def test_malformed_include_yaml_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEGATE_TRUST_CODE", "1")  # the copied mini task loads its data by !function
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     (tasks / "ok.yaml").write_text((TASKS / "mini_prose.yaml").read_text().replace("mini_prose", "ok_prose"))
@@ -249,7 +250,8 @@ def test_metric_selection_and_unreproducible_aggregations(tmp_path):
         load_suite(write_suite(tmp_path, gen + "metrics: {gen_prose: [bleu]}\n"))
 
 
-def test_builtin_general_mini_and_its_suite_id(tmp_path):
+def test_builtin_general_mini_and_its_suite_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEGATE_TRUST_CODE", "1")  # the copied tasks load their data by !function
     s = load_suite("general-mini")
     assert s.kind == "benchmark" and len(s.examples) == 32 + 30 + 16
     assert [m.name for m in s.metrics] == list(EXPECTED)

@@ -246,7 +246,12 @@ def test_quickstart_end_to_end(tmp_path):
         "FROM models c JOIN training_runs t ON c.model_id = t.candidate_model_id "
         "LEFT JOIN training_logs l USING (training_run_id) GROUP BY ALL"
     ).fetchall()
+    scans = con.execute(
+        "SELECT count(*) FROM contamination_scans s JOIN training_runs t USING (training_run_id)"
+    ).fetchone()[0]
     con.close()
+    assert scans == 1  # quickstart's training data scanned against its suites, linked to the run
+    assert "contamination: training data vs eval suites" in r.stdout
     assert runs == [("completed", 12)] and models == 2
     assert lineage == [("sft", "completed", True, True)]
     r2 = run_cli("runs", "--db", str(db))

@@ -270,6 +270,13 @@ def test_train_cli_with_eval_compares_candidate_to_base(tmp_path):
         ).fetchall()
         assert runs == [("smollm2",), (f"smollm2?adapter={tmp_path / 'adapter'}",)]
         assert store.db.execute("SELECT count(*) FROM training_runs").fetchone() == (1,)
+        # the training data was scanned against the eval suite, linked to its training run (#15)
+        scans = store.db.execute(
+            "SELECT s.training_run_id = t.training_run_id, s.suites "
+            "FROM contamination_scans s, training_runs t"
+        ).fetchall()
+        assert len(scans) == 1 and scans[0][0] and "finetune-qa" in scans[0][1]
+    assert "contamination: training data vs eval suites" in r.stdout
 
 
 # -- bad input: a clear message, exit 2, nothing written ------------------------------------
