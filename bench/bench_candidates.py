@@ -116,7 +116,7 @@ def main() -> None:
         "SELECT config, epoch(ended_at) - epoch(started_at) FROM runs ORDER BY started_at"
     ).fetchall()
     con.close()
-    checks = [json.loads(c)["backend"]["candidate"].get("adapter_check") for c, _ in rows]
+    checks = [json.loads(c)["backend"].get("candidate", {}).get("adapter_check") for c, _ in rows]
     costs = [(c["seconds"], secs) for c, (_, secs) in zip(checks, rows) if c]
     ratio = [chk / run for chk, run in costs]
 

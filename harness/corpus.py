@@ -206,8 +206,9 @@ def paired_test(
     shuf_a = pos @ bl + ~pos @ sy
     shuf_b = ~pos @ bl + pos @ sy
     p = _p_value(np.abs(stat.scores(shuf_a) - stat.scores(shuf_b)), diff)
-    c_mean = c_ci = None
+    ar_mean: float | None = None
+    ar_ci: float | None = None
     if n_ar_confidence > 0:  # sacreBLEU's optional CI, drawn after the selectors
         idx = rng.choice(n, size=(n_ar_confidence, n), replace=True)
-        c_mean, c_ci = estimate_ci(resample_scores(sy, idx, stat))
-    return CorpusPaired(test, b_score, c_score, p, n_samples, seed, None, None, c_mean, c_ci, None)
+        ar_mean, ar_ci = estimate_ci(resample_scores(sy, idx, stat))
+    return CorpusPaired(test, b_score, c_score, p, n_samples, seed, None, None, ar_mean, ar_ci, None)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness import stats
 from harness.errors import UserError
 from harness.lm_eval_rows import LmMetric, aggregation_name, arguments, jsonable, reported, task_rows
@@ -45,15 +47,20 @@ class Imported:
     """Metrics whose aggregate over the stored rows differs from lm-eval's (should be empty)."""
 
 
+def _date(results_file: Path) -> str:
+    """The date in a results file's name (the files are picked by it, so it is there)."""
+    m = _DATE.search(results_file.name)
+    assert m is not None, "only files whose name has a date are sorted"
+    return m[1]
+
+
 def find_results(path: Path) -> list[Path]:
     """Results files under `path` (or `path` itself), oldest first."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise UserError("no such file or folder", path=path)
-    files = sorted(
-        (p for p in path.rglob("*.json") if _DATE.search(p.name)), key=lambda p: _DATE.search(p.name)[1]
-    )
+    files = sorted((p for p in path.rglob("*.json") if _DATE.search(p.name)), key=_date)
     if not files:
         raise UserError(
             "no lm-eval results file (results_<date>.json) here; run lm_eval with --output_path", path=path
@@ -144,7 +151,9 @@ def check_aggregates(store: Store, run_id: str, tol: float = 1e-9) -> list[str]:
     for m in store.run_metrics(run_id):
         want, _ = reported(results, m["spec"]["args"])
         rows = [r for r in store.scores(run_id, m["metric"]) if r[3] is None]
-        got = stats.aggregate(stats.ScoreArrays([r[1] for r in rows], [r[2] for r in rows]), m["aggregation"])
+        values = np.asarray([r[1] for r in rows], dtype=np.float64)  # as ScoreArrays coerces them
+        weights = np.asarray([r[2] for r in rows], dtype=np.float64)
+        got = stats.aggregate(stats.ScoreArrays(values, weights), m["aggregation"])
         if not isinstance(want, (int, float)) or not math.isclose(got, want, rel_tol=tol, abs_tol=tol):
             bad.append(f"{m['metric']}: stored rows give {got!r}, lm-eval reported {want!r}")
     return bad

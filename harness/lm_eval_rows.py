@@ -58,7 +58,10 @@ class LmMetric:
 
     def run_metric(self) -> tuple[str, dict[str, Any], str, bool, bool]:
         """(name, spec, aggregation, higher_is_better, binary) as Store.create_run takes them."""
-        spec = {"name": "lm_eval", "args": {"task": self.task, "metric": self.metric, "filter": self.filter}}
+        spec: dict[str, Any] = {
+            "name": "lm_eval",
+            "args": {"task": self.task, "metric": self.metric, "filter": self.filter},
+        }
         spec["args"]["aggregation"] = self.aggregation
         binary = self.metric in BINARY and self.aggregation == "mean"
         return self.name, spec, OURS[self.aggregation], self.higher_is_better, binary
@@ -101,7 +104,8 @@ def task_metrics(task: Any) -> list[LmMetric]:
     hib = task.higher_is_better()
     out = []
     for metric, fn in task.aggregation().items():
-        agg = aggregation_name(fn) or getattr(fn, "__name__", "custom")
+        fallback: str = getattr(fn, "__name__", "custom")
+        agg = aggregation_name(fn) or fallback
         out += [LmMetric(name, metric, f, agg, bool(hib.get(metric, True))) for f in filters]
     return out
 
@@ -145,7 +149,8 @@ def doc_rows(
     by_filter = {s.get("filter", "none"): s for s in samples}
     key = cache_key(fingerprint, task, first, args)
     params: dict[str, Any] = {"task": task, "output_type": output_type}
-    output, result = None, {"filtered_resps": {f: s.get("filtered_resps") for f, s in by_filter.items()}}
+    output: str | None = None
+    result: dict[str, Any] = {"filtered_resps": {f: s.get("filtered_resps") for f, s in by_filter.items()}}
     if output_type == "generate_until":
         params["gen_kwargs"] = args[0][1] if len(args[0]) > 1 else {}
         output = str(first["resps"][0][0])

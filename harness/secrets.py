@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, overload
 
 MASK = "***"
 MIN_LENGTH = 8
@@ -34,6 +34,12 @@ def secret_values() -> list[str]:
     return sorted((v for v in values if len(v) >= MIN_LENGTH), key=len, reverse=True)
 
 
+@overload
+def scrub(text: str) -> str: ...
+@overload
+def scrub(text: None) -> None: ...
+@overload
+def scrub(text: str | None) -> str | None: ...
 def scrub(text: str | None) -> str | None:
     """`text` with every secret value (and its JSON-escaped form) replaced by ***."""
     if not text:

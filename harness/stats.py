@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
@@ -93,7 +93,7 @@ class ScoreArrays:
         """Return the examples at ``idx`` (an integer index array; repeats allowed)."""
         sub = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "corpus"}
         taken = {k: (None if v is None else v[idx]) for k, v in sub.items()}
-        return ScoreArrays(**taken, corpus=self.corpus)
+        return ScoreArrays(**cast(dict[str, Any], taken), corpus=self.corpus)
 
 
 def _check_aggregation(aggregation: str) -> None:
@@ -238,7 +238,7 @@ def _check_boot_args(n_boot: int, confidence: float) -> None:
         raise ValueError("confidence must be in (0, 1)")
 
 
-def _bootstrap(n: int, stat: Callable[[np.ndarray], np.ndarray], n_boot: int, seed: int):
+def _bootstrap(n: int, stat: Callable[[np.ndarray], np.ndarray], n_boot: int, seed: int) -> np.ndarray:
     return np.concatenate([stat(idx) for idx in _boot_indices(n, n_boot, seed)])
 
 

@@ -35,7 +35,7 @@ class Agreement:
     """Labelled examples the run has no judge score for (errors or missing)."""
 
 
-def quadratic_kappa(a: Sequence[float], b: Sequence[float]) -> float:
+def quadratic_kappa(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Cohen's kappa with quadratic weights over the integer categories min..max of both raters."""
     x = np.rint(np.asarray(a, dtype=float)).astype(int)
     y = np.rint(np.asarray(b, dtype=float)).astype(int)

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -173,9 +173,10 @@ class JudgeClient:
                 # a refusal of an untried response_format is negotiated here, not retried
                 return self._may_reject(mode, status) or not (status in RETRYABLE or status >= 500)
 
-            out = await self.transport.call(
-                lambda oai, request=request: oai.chat.completions.create(**request), give_up_on=stop_on
-            )
+            def make(oai: Any, request: dict[str, Any] = request) -> Awaitable[Any]:
+                return oai.chat.completions.create(**request)
+
+            out = await self.transport.call(make, give_up_on=stop_on)
             attempts += out.attempts
             if out.error is not None:
                 raw = out.body
@@ -183,6 +184,7 @@ class JudgeClient:
                     continue  # negotiation, not a retry: the next mode is tried at once
                 return done(None, out.error, mode)
             resp = out.value
+            assert resp is not None, "an Outcome without an error has its value"
             choice = resp.choices[0] if resp.choices else None
             raw = (choice.message.content if choice is not None else None) or ""
             self._confirmed.add(mode)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.store import Store
+from harness.store.db import one_row
 from harness.store.judge_health import get_health, write_health
 from judges.base import Subject
 
@@ -45,10 +46,12 @@ def compute(store: Store, run_id: str, judge: Any, sanity: dict[str, Any] | None
     values = np.asarray([v for v, e in judged if e is None and v is not None], dtype=np.float64)
     consistency = None
     if "consistency" in metrics:
-        c = store.db.execute(
-            "SELECT avg(value) FROM scores WHERE run_id = ? AND metric = 'consistency' AND error IS NULL",
-            [run_id],
-        ).fetchone()[0]
+        c = one_row(
+            store.db.execute(
+                "SELECT avg(value) FROM scores WHERE run_id = ? AND metric = 'consistency' AND error IS NULL",
+                [run_id],
+            )
+        )[0]
         consistency = None if c is None else float(c)
     kappa = store.db.execute(
         "SELECT kappa_quadratic, n FROM judge_agreements WHERE run_id = ? ORDER BY created_at DESC LIMIT 1",

@@ -165,6 +165,9 @@ def _verdict(criteria: list[Criterion], rows: list[Judgment]) -> Verdict:
     errors = [f"{c.name}: {j.error}" for c, j in zip(criteria, rows) if j.error]
     if errors:
         return Verdict(None, "; ".join(errors), {"judgments": keys})
-    scores = {c.name: float(j.score) for c, j in zip(criteria, rows)}
+    scores: dict[str, float] = {}
+    for c, j in zip(criteria, rows):
+        assert j.score is not None, "a judgment without an error has its score"
+        scores[c.name] = float(j.score)
     scores["total"] = sum(scores.values())
     return Verdict(scores, None, {"judgments": keys, "expected_scores": True})

@@ -76,7 +76,7 @@ class PairwiseJudge(EndpointJudge):
         return judgment_key(self.identity, rubric, question_block(s.question, s.reference), [a, b])
 
     def judge(self, store: Store, subjects: Sequence[Subject]) -> list[Verdict]:
-        plans = []
+        plans: list[list[tuple[str, str, tuple[Subject, str, str]]] | None] = []
         for s in subjects:
             if s.output.strip() == (s.baseline or "").strip():
                 plans.append(None)  # identical answers: a tie, no call needed
@@ -109,7 +109,9 @@ def _combine(plan: list[tuple[str, str, Any]] | None, found: dict[str, Judgment]
         return Verdict(None, "; ".join(errors), detail | {"raw": raw})
     seen = []
     for name, k, _ in plan:
-        w = found[k].scores["winner"]
+        scores = found[k].scores
+        assert scores is not None, "a judgment without an error has its scores"
+        w = scores["winner"]
         cand_is = "B" if name == "baseline_first" else "A"
         seen.append("tie" if w == "tie" else "candidate" if w == cand_is else "baseline")
     consistent = seen[0] == seen[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.gate import GateResult
-from harness.store import Store
+from harness.store import RunRecord, Store
 
 __all__ = ["render_report", "write_report"]
 
@@ -40,6 +40,7 @@ def render_report(
         groups = group_candidates(store, list(refs))
         if len(groups) > 2:
             return _leaderboard(store, groups, policy)
+    cand: dict[str, RunRecord] | None
     if gate is not None:
         base, cand = gate.baseline, gate.candidate
     else:

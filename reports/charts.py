@@ -140,7 +140,9 @@ def forest(rows: list[dict[str, Any]]) -> str:
     return _svg(w, h, body, "forest plot of paired deltas")
 
 
-def line_chart(title: str, series: list[tuple[str, str, list[tuple[float, float]]]], y_label: str) -> str:
+def line_chart(
+    title: str, series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]], y_label: str
+) -> str:
     """Lines over training steps; ``series``: (name, colour, [(step, value)])."""
     w, h, top, bottom, left, right = 420, 220, 26, 34, 48, 12
     pts = [p for _, _, s in series for p in s]
@@ -202,9 +204,9 @@ def histogram(title: str, series: list[tuple[str, str, list[float]]], binary: bo
         counts.append([x / max(len(s), 1) for x in c])  # shares: runs of different size compare
     top_share = max(max(c) for c in counts) or 1.0
     pw = (w - left - 8) / nb
-    for k, ((name, colour, _), c) in enumerate(zip(series, counts)):
+    for k, ((name, colour, _), shares) in enumerate(zip(series, counts)):
         bw = pw / len(series)
-        for i, share in enumerate(c):
+        for i, share in enumerate(shares):
             bh = (h - top - bottom) * share / top_share
             body.append(
                 f'<rect x="{left + pw * i + bw * k:.1f}" y="{h - bottom - bh:.1f}" '

@@ -19,6 +19,7 @@ from harness.gate import CheckResult, GateResult
 from harness.results import MetricComparison, compare_runs, summarize_run
 from harness.store import RunRecord, Store
 from harness.store.contamination import contaminated
+from harness.store.db import one_row
 from harness.store.training import get_training_run, lineage, training_logs
 from reports.leaderboard import badges as candidate_badges
 from reports.sides import Side
@@ -77,7 +78,7 @@ def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None
     rows: list[MetricRow] = []
     suites_data = []
     clean: list[dict[str, Any]] = []
-    checks = {}
+    checks: dict[tuple[str, str], list[CheckResult]] = {}
     for c in gate.checks if gate else []:
         checks.setdefault((c.suite, c.metric), []).append(c)
     for name in suites:
@@ -188,7 +189,9 @@ def _examples(
         mid = prompt[len(prefix) : len(prompt) - len(suffix)] if prompt else ""
         ref = json.loads(first[5]) if first[5] else []
         ex: list[Any] = [eid, _cut(mid), [_cut(str(x)) for x in ref] if isinstance(ref, list) else _cut(ref)]
-        outs, errs, vals = [], [], []
+        outs: list[Any] = []
+        errs: list[Any] = []
+        vals: list[list[float | None] | None] = []
         extra: dict[str, Any] = {}
         for k, rec in enumerate(recs):
             outs.append(_cut(rec[3]) if rec and rec[3] is not None else None)
@@ -196,7 +199,7 @@ def _examples(
             if rec is None:
                 vals.append(None)
                 continue
-            v = []
+            v: list[float | None] = []
             for i, m in enumerate(metrics):
                 s = scores[k].get((eid, m))
                 v.append(_num(s[0]) if s else None)
@@ -208,7 +211,9 @@ def _examples(
         if recs[0] and recs[1] and _prompt(recs[1]) != _prompt(recs[0]):  # e.g. another chat template
             extra["pb"] = _cut(_prompt(recs[1]) or "")
         examples.append(ex + outs + errs + vals + [extra or None])
-    flagged = contaminated(store, (ra or rb).suite_id)
+    run = ra or rb
+    assert run is not None, "a suite in the report has a run on at least one side"
+    flagged = contaminated(store, run.suite_id)
     for ex in examples:
         if ex[0] in flagged:  # the viewer flags it: where the training data holds this example
             found = flagged[ex[0]]
@@ -218,7 +223,7 @@ def _examples(
             ex[-1] = (ex[-1] or {}) | {"c": marks}
     return {
         "name": suite,
-        "kind": (ra or rb).suite_kind,
+        "kind": run.suite_kind,
         "contaminated": sorted(e for e in flagged if e in set(ids)),
         "metrics": [
             {"name": r.metric, "hib": r.higher_is_better, "agg": r.aggregation, "binary": r.binary}
@@ -272,20 +277,22 @@ def _num(v: float | None) -> float | None:
 # -- models, lineage, runs -----------------------------------------------------------------------
 def _side(label: str, side: Side, store: Store) -> dict[str, Any]:
     model_id = next(iter(side.values())).model_id
-    m = store.db.execute(
-        "SELECT model_id, spec, kind, fingerprint, base_model_id, adapter_path, created_at FROM models"
-        " WHERE model_id = ?",
-        [model_id],
-    ).fetchone()
+    m = one_row(
+        store.db.execute(
+            "SELECT model_id, spec, kind, fingerprint, base_model_id, adapter_path, created_at FROM models"
+            " WHERE model_id = ?",
+            [model_id],
+        )
+    )
     chain = []
     for link in lineage(store, model_id):
         t = get_training_run(store, link["training_run_id"]) if link["training_run_id"] else None
         chain.append({**link, "training": _training_info(t) if t else None})
     runs = []
     for name, run in sorted(side.items()):
-        host, git_sha, versions = store.db.execute(
-            "SELECT host, git_sha, versions FROM runs WHERE run_id = ?", [run.run_id]
-        ).fetchone()
+        host, git_sha, versions = one_row(
+            store.db.execute("SELECT host, git_sha, versions FROM runs WHERE run_id = ?", [run.run_id])
+        )
         done, errors = store.counts(run.run_id)
         runs.append(
             {

@@ -215,12 +215,13 @@ def render_leaderboard(
                 found.append(sid)
     table = []
     for r in rows:
-        cells = []
+        cells: list[dict[str, str] | None] = []
         for c in r.cells:
             if c is None:
                 cells.append(None)
                 continue
-            cls = {True: "better", False: "worse"}.get(c.improved, "")
+            classes: dict[bool | None, str] = {True: "better", False: "worse"}
+            cls = classes.get(c.improved, "")
             cells.append(
                 {
                     "value": _g(c.value),

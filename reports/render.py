@@ -156,7 +156,7 @@ def _gate(data: ReportData) -> dict[str, Any] | None:
     g = data.gate
     if g is None:
         return None
-    checks = [
+    checks: list[dict[str, Any]] = [
         {
             "passed": c.passed,
             "suite": c.suite,

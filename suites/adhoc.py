@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -39,7 +40,7 @@ def adhoc_suite(data: Path, metrics: list[str]) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", data.name.removesuffix(".jsonl").removesuffix(".json")).lstrip(
         "-._"
     )
-    spec = {
+    spec: dict[str, Any] = {
         "name": name or "data",
         "kind": "task",
         "description": f"made on the fly from {data.name}",

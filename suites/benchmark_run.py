@@ -14,9 +14,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.lm_eval_rows import jsonable, task_rows
+
+if TYPE_CHECKING:
+    from harness.models.batching import BatchSize
+    from harness.store import GenerationRow, ScoreRow
 
 _KEEP = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better")
 
@@ -80,7 +84,9 @@ def _persist(
         [json.dumps(patch), run_id],
     )
     model_id, fp = backend.resolved.model_id, backend.resolved.fingerprint
-    gens, items, scores = [], [], []
+    gens: list[GenerationRow] = []
+    items: list[tuple[str, str, bool, None]] = []
+    scores: list[ScoreRow] = []
     for leaf, samples in res["samples"].items():
         otype = entry.leaves[leaf].OUTPUT_TYPE
         g, i, s = task_rows(leaf, suite.lm_metrics[leaf], samples, otype, model_id, fp, per_doc)
@@ -136,7 +142,7 @@ def _no_bar(original: Any, *args: Any, **kwargs: Any) -> Any:
     return original(*args, **{**kwargs, "disable": True})
 
 
-def make_lm(backend: Any, batch_size: int | str, max_length: int | None) -> Any:
+def make_lm(backend: Any, batch_size: BatchSize, max_length: int | None) -> Any:
     """lm-eval's HFLM on the backend's loaded model, so adapters, dtype, device and 4-bit stay
     ours (HFLM takes the device from the placed model); any other backend through our own LM
     adapter (suites.benchmark_lm). `auto` is lm-eval's own batch search on a GPU; on CPU, where

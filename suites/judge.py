@@ -139,9 +139,11 @@ class JudgeSuite(TaskSuite):
         self._question = UserTemplate(template, lambda msg: self.doc.error(msg, field), ".".join(field))
         path = self.data_path()
         for ex in examples:  # render once now so a missing field fails before any run
-            self._question.render(
-                ex.record, record_error=lambda msg, n=ex.line: UserError(msg, path=path, line=n)
-            )
+
+            def record_error(msg: str, n: int = ex.line) -> UserError:
+                return UserError(msg, path=path, line=n)
+
+            self._question.render(ex.record, record_error=record_error)
         return examples
 
     def judge_question(self, example: Example) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -68,7 +68,7 @@ class TaskConfig(PromptedConfig):
 @SUITE_KINDS.register("task")
 class TaskSuite(SuiteKind):
     kind = "task"
-    config_model = TaskConfig
+    config_model: ClassVar[type[SuiteConfig]] = TaskConfig
     config: TaskConfig
 
     def data_path(self) -> Path:
@@ -133,23 +133,28 @@ class TaskSuite(SuiteKind):
     def load_examples(self) -> list[Example]:
         self.template_option()  # a missing template file fails at load, naming the field
         path = self.data_path()
-        if getattr(self.config, "data_format", None) is not None:  # judge configs have none
+        data_format = getattr(self.config, "data_format", None)
+        if data_format is not None:  # judge configs have none
             from suites.conversation import conversation_examples
 
             examples, self._messages = conversation_examples(
-                path, self.config.data_format, self.config.id_field, self.config.system_prompt
+                path, data_format, self.config.id_field, self.config.system_prompt
             )
             return examples
         rows = read_jsonl(path)
         ids = example_ids(rows, self.config.id_field, path)
-        template = UserTemplate(
-            self.config.prompt, lambda msg: self.doc.error(msg, ("prompt",)), "the prompt"
-        )
+        prompt = self.config.prompt
+        assert prompt is not None, "validated: a task without data_format has a prompt"
+        template = UserTemplate(prompt, lambda msg: self.doc.error(msg, ("prompt",)), "the prompt")
         examples = []
         ref_field = self.config.reference
         for eid, (n, rec) in zip(ids, rows):
+
+            def record_error(msg: str, n: int = n) -> UserError:
+                return UserError(msg, path=path, line=n)
+
             # render once now so a missing field or a sandbox violation fails before any run
-            template.render(rec, record_error=lambda msg, n=n: UserError(msg, path=path, line=n))
+            template.render(rec, record_error=record_error)
             refs: list[str] = []
             if ref_field is not None:
                 if ref_field not in rec:

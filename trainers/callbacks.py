@@ -24,7 +24,9 @@ class StoreLogCallback(TrainerCallback):
         self.last: dict[str, dict[str, Any]] = {}
         """Latest logs by split (train/eval), for the run summary."""
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         if not logs or self.store is None:
             return
         log_training_step(self.store, self.training_run_id, self.seq, logs, int(state.global_step))
@@ -41,6 +43,8 @@ class ProgressCallback(TrainerCallback):
         self.advance = advance
         self.logs: dict[str, Any] = {}
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
         self.logs.update(logs or {})
         self.advance(int(state.global_step), int(state.max_steps), self.logs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ def _echoes(ex: Example) -> bool:
     )
 
 
-def _groups(exs: list[Example], key) -> list[list[int]]:
+def _groups(exs: list[Example], key: Callable[[Example], str]) -> list[list[int]]:
     by: dict[str, list[int]] = {}
     for ex in exs:
         by.setdefault(key(ex), []).append(ex.line)

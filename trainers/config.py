@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pydantic import Field
 
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from trainers.eval_callback import EvalDuring
 
 DATA_DIR = Path(__file__).parent / "data"
 BUNDLED_DATA = {
@@ -134,10 +137,16 @@ class LoadedConfig:
         self.cfg = cfg
         self.doc = doc
         self.base = doc.path.parent if doc else Path.cwd()
+        self.eval_during: EvalDuring | None = None
+        """--eval-suite/--eval-every, set by the CLI: not part of the config or its cache key."""
 
     def error(self, message: str, loc: tuple[str, ...]) -> UserError:
         return self.doc.error(message, loc) if self.doc else UserError(message, field=".".join(loc))
 
+    @overload
+    def data_path(self, which: Literal["train"]) -> Path: ...  # required by DataSettings
+    @overload
+    def data_path(self, which: Literal["train", "validation"]) -> Path | None: ...
     def data_path(self, which: Literal["train", "validation"]) -> Path | None:
         value = getattr(self.cfg.data, which)
         if value is None:

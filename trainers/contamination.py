@@ -146,7 +146,9 @@ class _Tokens:
     """Token ids of many texts, built batch by batch: no per-token Python object outlives a batch."""
 
     def __init__(self, vocab: dict[str, int]) -> None:
-        self.vocab, self.parts, self.lens = vocab, [], []
+        self.vocab = vocab
+        self.parts: list[np.ndarray] = []
+        self.lens: list[int] = []
         self._flat: list[str] = []
         self._open = 0
 

@@ -194,7 +194,7 @@ def _read_records(path: Path) -> tuple[list[tuple[int, Any]], list[tuple[int, st
 def _read_json_array(text: str, path: Path) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
     try:
         items = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise UserError(f"invalid JSON: {e.msg}", path=path, line=getattr(e, "lineno", None)) from None
     if not isinstance(items, list):
         raise UserError("a .json data file must hold a list of records", path=path, line=1)

@@ -12,7 +12,7 @@ from typing import Any
 
 from trainers import job
 from trainers.cache import cached_candidate
-from trainers.config import LoadedConfig
+from trainers.config import DPOTrainConfig, LoadedConfig
 from trainers.data import Example
 from trainers.model import load_trainable
 from trainers.register import Candidate
@@ -21,6 +21,7 @@ from trainers.register import Candidate
 def train_dpo(loaded: LoadedConfig, db: Path, progress: job.Progress | None = None) -> Candidate:
     """Train a DPO adapter as `loaded` says; returns the registered candidate."""
     cfg = loaded.cfg
+    assert isinstance(cfg, DPOTrainConfig), "load_config(..., 'dpo') validates a DPO config"
     splits = job.load_splits(loaded, "dpo")  # bad data fails before the heavy imports
     reused = cached_candidate(loaded, splits, db)  # same config, data and base: nothing to train
     if reused is not None:

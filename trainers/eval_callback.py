@@ -117,6 +117,8 @@ class EvalSuiteCallback(TrainerCallback):
 
         from harness.runner import RunOptions, run_suite
 
+        store = self.store
+        assert store is not None, "attach() gives the store before training starts"
         view = self.view(model, tokenizer, step)
         options = RunOptions(limit=self.during.limit, batch_size=self.during.batch_size)
         # The runner seeds torch and random per run: keep training's random streams as they were.
@@ -126,7 +128,7 @@ class EvalSuiteCallback(TrainerCallback):
         model.eval()
         try:
             for suite in self.suites:
-                self.outcomes.append((step, run_suite(self.store, view, suite, options)))
+                self.outcomes.append((step, run_suite(store, view, suite, options)))
                 log.info("step %d: %s evaluated", step, suite.config.name)
         finally:
             if was_training:

@@ -50,7 +50,7 @@ def load_splits(loaded: LoadedConfig, kind: str) -> Splits:
         evals = [train[i] for i in sorted(order[:n_eval])]
         train = [train[i] for i in sorted(order[n_eval:])]
     paths = [p for p in (train_path, val_path) if p]
-    info = {"train": str(train_path), "validation": str(val_path) if val_path else None}
+    info: dict[str, Any] = {"train": str(train_path), "validation": str(val_path) if val_path else None}
     info |= {"n_train": len(train), "n_eval": len(evals), "val_fraction": ds.val_fraction}
     return Splits(train, evals, files_hash(paths), info)
 

@@ -53,11 +53,13 @@ def register_models(store: Store, *models: ResolvedModel) -> None:
     """Each model, and for adapters their base weights first: base_model_id is the lineage link."""
     for r in models:
         if r.adapter is not None:
+            base_id, base_fp = r.base_model_id, r.base_fingerprint
+            assert base_id is not None and base_fp is not None, "an adapter's base weights are fingerprinted"
             store.upsert_model(
-                r.base_model_id,
+                base_id,
                 _with_adapter(r.spec.raw, None),  # same load options: the fingerprint includes them
                 r.spec.kind,
-                r.base_fingerprint,
+                base_fp,
                 load_options=r.options,
             )
         store.upsert_model(

@@ -13,7 +13,7 @@ from typing import Any
 
 from trainers import job
 from trainers.cache import cached_candidate
-from trainers.config import LoadedConfig
+from trainers.config import LoadedConfig, SFTTrainConfig
 from trainers.data import Example, Message
 from trainers.model import load_trainable
 from trainers.register import Candidate
@@ -22,6 +22,7 @@ from trainers.register import Candidate
 def train_sft(loaded: LoadedConfig, db: Path, progress: job.Progress | None = None) -> Candidate:
     """Train an SFT adapter as `loaded` says; returns the registered candidate."""
     cfg = loaded.cfg
+    assert isinstance(cfg, SFTTrainConfig), "load_config(..., 'sft') validates an SFT config"
     splits = job.load_splits(loaded, "sft")  # bad data fails before the heavy imports
     reused = cached_candidate(loaded, splits, db)  # same config, data and base: nothing to train
     if reused is not None:

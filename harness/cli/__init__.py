@@ -148,13 +148,17 @@ def main() -> None:
     except Exception as e:  # click usage errors arrive here with standalone_mode=False
         import click
 
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
         try:  # typer >= 0.2x raises its vendored click's exceptions, not click's
             from typer._click import ClickException as TyperClickException
         except ImportError:
-            TyperClickException = click.ClickException
-        if isinstance(e, click.ClickException | TyperClickException):
-            e.show()
-            sys.exit(2)
+            pass
+        else:
+            if isinstance(e, TyperClickException):
+                e.show()
+                sys.exit(2)
         message = _store_error(e)
         if message is None or debug:
             raise

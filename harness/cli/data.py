@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import console, console_err
+
+if TYPE_CHECKING:
+    from trainers.checks import DataReport
 
 app = typer.Typer(help="Check, convert and split training data.", no_args_is_help=True)
 
@@ -53,7 +56,7 @@ def check_cmd(
         raise typer.Exit(1)
 
 
-def _print_report(r) -> None:
+def _print_report(r: DataReport) -> None:
     t = Table("", "value", show_header=False)
     t.add_row("format", r.format)
     t.add_row("records", f"{r.records} ({r.usable} usable, {len(r.bad_lines)} unreadable)")

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.config import LocatedYaml
+    from harness.gate import GatePolicy, GateResult
+    from harness.gate.leaderboard import Candidate, Require
+    from harness.store import Store
 
 
 def gate_cmd(
@@ -50,7 +56,8 @@ def gate_cmd(
         candidate = expand_best(store, candidate)
         groups = group_candidates(store, candidate)
         if len(groups) > 1:
-            code = _gate_many(store, pol, doc, baseline, groups, suite, require, junit, summary, html)
+            req = cast("Require", require)  # checked to be any or all above
+            code = _gate_many(store, pol, doc, baseline, groups, suite, req, junit, summary, html)
             raise typer.Exit(code)
         result = run_gate(store, pol, doc, baseline, candidate, suite)
         if html:
@@ -65,7 +72,18 @@ def gate_cmd(
     raise typer.Exit(code)
 
 
-def _gate_many(store, pol, doc, baseline, groups, suite, require, junit, summary, html) -> int:
+def _gate_many(
+    store: Store,
+    pol: GatePolicy,
+    doc: LocatedYaml,
+    baseline: list[str],
+    groups: list[Candidate],
+    suite: list[str] | None,
+    require: Require,
+    junit: Path | None,
+    summary: Path | None,
+    html: Path | None,
+) -> int:
     """Each candidate gated against the baseline, then the leaderboard and the overall verdict."""
     from harness.cli.leaderboard import print_leaderboard
     from harness.gate import junit_xml, markdown
@@ -105,7 +123,7 @@ def _gate_many(store, pol, doc, baseline, groups, suite, require, junit, summary
 
 
 def report_gate(
-    result, *, junit: Path | None = None, summary: Path | None = None, as_json: bool = False
+    result: GateResult, *, junit: Path | None = None, summary: Path | None = None, as_json: bool = False
 ) -> int:
     """Print one line per check (failures first) and the verdict, or the JSON; write the CI
     artefacts; return the exit code (0 pass, 1 fail)."""

@@ -41,7 +41,8 @@ def print_leaderboard(
             if c is None:
                 cells.append("–")
                 continue
-            colour = {True: "green", False: "red"}.get(c.improved, "dim")
+            colours: dict[bool | None, str] = {True: "green", False: "red"}
+            colour = colours.get(c.improved, "dim")
             cells.append(f"{fmt(c.value)} [{colour}]{c.delta:+.4f}[/] [{fmt(c.ci_low)}, {fmt(c.ci_high)}]")
         t.add_row(r.suite, r.metric + (" ↑" if r.higher_is_better else " ↓"), fmt(r.baseline), *cells)
     if verdicts is not None:

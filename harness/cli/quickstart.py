@@ -52,7 +52,7 @@ def quickstart_cmd(
     )
 
 
-def _train_candidate(db, steps: int | None, progress: bool) -> str:
+def _train_candidate(db: Path, steps: int | None, progress: bool) -> str:
     """The bundled QLoRA SFT run; an adapter trained earlier with the same config is reused."""
     import warnings
 

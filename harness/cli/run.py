@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, progress_bars
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.runner.run import RunOptions, RunOutcome
 
 
 def run_cmd(
@@ -140,8 +143,13 @@ def run_cmd(
 
 
 def evaluate(
-    model: str, suites: list[str], db: Path, options, progress: bool = True, allow_noop: bool = False
-) -> list:
+    model: str,
+    suites: list[str],
+    db: Path,
+    options: RunOptions,
+    progress: bool = True,
+    allow_noop: bool = False,
+) -> list[RunOutcome]:
     """Validate every input first, then load the model and run the suites one by one."""
     from harness.models import parse_model_spec, resolve_model
     from harness.models.backend import open_backend
@@ -201,7 +209,11 @@ def _data_file_suites(suites: list[str], metrics: list[str]) -> list[str]:
     return [str(adhoc_suite(Path(s), metrics)) if is_data_file(s) else s for s in suites]
 
 
-def _resume_target(db: Path, run_id: str, model: str | None, suite: list[str] | None):
+def _resume_target(
+    db: Path, run_id: str, model: str | None, suite: list[str] | None
+) -> tuple[str | None, list[Any] | None]:
+    """The run's model spec and suite file; the stored suite path is None for a run that has
+    none (imported from lm-eval, or merged from another store)."""
     from harness.store import Store
 
     with Store(db, must_exist=True) as store:

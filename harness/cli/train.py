@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, console_err, fmt
+
+if TYPE_CHECKING:
+    from trainers.eval_callback import EvalDuring
+    from trainers.register import Candidate
 
 app = typer.Typer(help="Train LoRA/QLoRA adapters (SFT, DPO) as candidates.", no_args_is_help=True)
 
@@ -93,7 +97,14 @@ def _during(suites: list[str] | None, every: int | None, limit: int | None) -> A
 
 
 def _train(
-    kind: str, config: Path, suites: list[str], db: Path, limit, overrides, progress: bool, during: Any = None
+    kind: Literal["sft", "dpo"],
+    config: Path,
+    suites: list[str],
+    db: Path,
+    limit: int | None,
+    overrides: dict[str, Any],
+    progress: bool,
+    during: EvalDuring | None = None,
 ) -> None:
     import warnings
 
@@ -131,7 +142,7 @@ def _train(
         evaluate_candidate(loaded.cfg.model, cand.spec, suites, db, limit, progress)
 
 
-def _print_during(cand, db: Path) -> None:
+def _print_during(cand: Candidate, db: Path) -> None:
     """The runs --eval-suite stored during training, step by step."""
     from harness.gate.best import sweep_runs
     from harness.store import Store
@@ -149,7 +160,7 @@ def _print_during(cand, db: Path) -> None:
     )
 
 
-def print_candidate(cand) -> None:
+def print_candidate(cand: Candidate) -> None:
     s = cand.summary
     console.print(
         f"[bold]candidate[/] {cand.model_id}  "

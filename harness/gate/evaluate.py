@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from harness.config import LocatedYaml
 from harness.errors import UserError
 from harness.gate import multiplicity, power
 from harness.gate.policy import GatePolicy, Rule
@@ -75,7 +78,7 @@ class _Planned:
 def run_gate(
     store: Store,
     policy: GatePolicy,
-    doc,
+    doc: LocatedYaml,
     baseline: list[str],
     candidate: list[str],
     suites: list[str] | None = None,
@@ -183,8 +186,9 @@ def _apply(
     label = "" if rule.subset == "all" else " [clean subset]"
     fail_weak = policy.fail_underpowered if rule.fail_underpowered is None else rule.fail_underpowered
 
-    def add(check: str, threshold: float, observed: float, ok: bool, reason: str, *, margin=None,
-            comp: MetricComparison = c, p_raw=None, p_adjusted=None) -> None:  # fmt: skip
+    def add(check: str, threshold: float, observed: float, ok: bool, reason: str, *,
+            margin: float | None = None, comp: MetricComparison = c, p_raw: float | None = None,
+            p_adjusted: float | None = None) -> None:  # fmt: skip
         pw = mde = need = warning = None
         if margin is not None:
             pw = power.for_paired(comp.paired, margin, rule.alpha, policy.power)
@@ -239,7 +243,7 @@ def _apply(
         if drop <= rule.max_drop:
             add("max_drop", rule.max_drop, drop, True, f"drop {drop:+.4g} within {rule.max_drop:g}{p_show}",
                 margin=rule.max_drop, p_raw=p.p_value if sig else None, p_adjusted=p_adj)  # fmt: skip
-        elif sig is not None and not p_adj < sig:
+        elif sig is not None and not (p_adj is not None and p_adj < sig):
             add(
                 "max_drop", rule.max_drop, drop, True,
                 f"drop {drop:+.4g} beyond {rule.max_drop:g} but not significant{p_show} >= {sig:g}",
@@ -281,7 +285,7 @@ def _apply(
     return out
 
 
-def _p_text(p, p_adj: float | None, correction: str) -> str:
+def _p_text(p: Any, p_adj: float | None, correction: str) -> str:
     if p_adj is None or correction == "none":
         return f" ({p.test} p={p.p_value:.3g})"
     return f" ({p.test} p={p.p_value:.3g}, {correction}-adjusted {p_adj:.3g})"
@@ -328,7 +332,15 @@ def _suite_checks(store: Store, rule: Rule, suite: str, rb: RunRecord, rc: RunRe
     return out
 
 
-def _judge_checks(store, suite, rb, rc, limits, mode: str, check: str) -> list[CheckResult]:
+def _judge_checks(
+    store: Store,
+    suite: str,
+    rb: RunRecord,
+    rc: RunRecord,
+    limits: Mapping[str, float | None],
+    mode: str,
+    check: str,
+) -> list[CheckResult]:
     found = [
         (side, run, get_health(store, run.run_id)) for side, run in (("baseline", rb), ("candidate", rc))
     ]
@@ -348,7 +360,7 @@ def _judge_checks(store, suite, rb, rc, limits, mode: str, check: str) -> list[C
     return [CheckResult(suite, "(judge)", check, threshold, max(rates), True, shown, None, warning=reason)]
 
 
-def _healthy(found) -> str:
+def _healthy(found: list[tuple[str, RunRecord, dict[str, Any] | None]]) -> str:
     parts = []
     for side, _, h in found:
         if h is None:

@@ -92,9 +92,9 @@ def markdown(result: GateResult) -> str:
         "|---|---|---|---|---|",
     ]
     for name, b in result.baseline.items():
-        c = result.candidate[name]
+        cand = result.candidate[name]
         lines.append(
-            f"| {name} | `{b.run_id}` | `{c.run_id}` | `{_md(b.model_spec)}` | `{_md(c.model_spec)}` |"
+            f"| {name} | `{b.run_id}` | `{cand.run_id}` | `{_md(b.model_spec)}` | `{_md(cand.model_spec)}` |"
         )
     lines += [
         "",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from harness.errors import UserError
 
@@ -77,6 +77,14 @@ class Batcher:
         else:
             self.size = int(batch_size)
 
+    @overload
+    def run(
+        self, order: Sequence[int], call: Callable[[list[int]], T]
+    ) -> Iterator[tuple[list[int], T, float]]: ...  # nothing kept: every error is raised
+    @overload
+    def run(
+        self, order: Sequence[int], call: Callable[[list[int]], T], keep: tuple[type[BaseException], ...]
+    ) -> Iterator[tuple[list[int], T | BaseException, float]]: ...
     def run(
         self,
         order: Sequence[int],

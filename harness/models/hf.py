@@ -170,7 +170,7 @@ class HFModel:
         torch: Any,
         model: Any = None,
         **extra: Any,
-    ):
+    ) -> list[tuple[str, int]]:
         """(text, new tokens) per row; `model` and `extra` generate kwargs: a shared peft model
         with per-row `adapter_names` (harness.models.adapters.SharedBase.generate_mixed)."""
         tok, model = self.tokenizer, model if model is not None else self.model
@@ -285,7 +285,7 @@ class HFModel:
                 totals[i][2] += dt
                 remaining[i] -= 1
                 if remaining[i] == 0:
-                    finished.append((i, RollingLL(totals[i][0], totals[i][1], totals[i][2])))
+                    finished.append((i, RollingLL(totals[i][0], int(totals[i][1]), totals[i][2])))
             if finished:
                 yield finished
 

@@ -183,9 +183,9 @@ class PredictionsBackend:
         off = [
             (e.id, matched[e.id].line)
             for e in examples
-            if matched[e.id].label is not None
+            if (label := matched[e.id].label) is not None
             and e.references
-            and matched[e.id].label.strip() not in (r.strip() for r in e.references)
+            and label.strip() not in (r.strip() for r in e.references)
         ]
         if off:
             eid, line = off[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from harness.errors import UserError
 
@@ -81,7 +81,13 @@ class BackendRegistry:
 
 BACKENDS = BackendRegistry()
 
-_LOCAL = dict(parse="harness.models.spec:parse_local", resolve="harness.models.resolve:resolve_local")
+
+class _Hooks(TypedDict):
+    parse: str
+    resolve: str
+
+
+_LOCAL = _Hooks(parse="harness.models.spec:parse_local", resolve="harness.models.resolve:resolve_local")
 BACKENDS.register(
     BackendEntry(
         "hf",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.config import GenerationParams
+from harness.models.batching import BatchSize
 from harness.runner.plan import Item
 from harness.store import GenerationRow, ScoreRow, Store
 from harness.suite import SuiteKind
@@ -22,7 +23,7 @@ def execute(
     suite: SuiteKind,
     items: list[Item],
     backend: Any,
-    batch_size: int,
+    batch_size: BatchSize,
     progress: Progress,
     *,
     replace: bool = False,
@@ -93,7 +94,7 @@ def generations(
 
 
 def run_backend(
-    backend: Any, rtype: str, todo: list[Item], batch_size: int, seed: int | None = None
+    backend: Any, rtype: str, todo: list[Item], batch_size: BatchSize, seed: int | None = None
 ) -> Iterator[list[GenerationRow]]:
     """Model calls for `todo` (cache misses), yielded batch by batch as generation rows."""
     model_id = backend.resolved.model_id

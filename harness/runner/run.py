@@ -18,6 +18,7 @@ from harness.runner.execute import execute
 from harness.runner.plan import plan_items
 from harness.runner.shard import shard_examples, shard_of
 from harness.store import Store
+from harness.store.db import one_row
 from harness.suite import SuiteKind, content_hash, suite_id
 
 log = logging.getLogger(__name__)
@@ -179,9 +180,9 @@ def run_suite(
         raise
     store.mark_run(run_id, "completed")
     n_done, n_err = store.counts(run_id)
-    n_cached = store.db.execute(
-        "SELECT count(*) FROM run_examples WHERE run_id = ? AND cached", [run_id]
-    ).fetchone()[0]
+    n_cached = one_row(
+        store.db.execute("SELECT count(*) FROM run_examples WHERE run_id = ? AND cached", [run_id])
+    )[0]
     return RunOutcome(
         run_id,
         suite.config.name,

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from harness.store.db import Store
+from harness.store.db import Store, one_row
 
 
 def write_scan(store: Store, scan: Any, train_hash: str, training_run_id: str | None = None) -> str:
@@ -86,7 +86,7 @@ def summary_line(store: Store, suite_id: str, suite_name: str) -> str | None:
         "SELECT method, count(DISTINCT example_id) FROM contamination WHERE suite_id = ? GROUP BY method",
         [suite_id],
     ).fetchall()
-    n = store.db.execute("SELECT count(*) FROM examples WHERE suite_id = ?", [suite_id]).fetchone()[0]
+    n = one_row(store.db.execute("SELECT count(*) FROM examples WHERE suite_id = ?", [suite_id]))[0]
     bad = len(contaminated_ids(store, suite_id))
     if not bad:
         return f"contamination: none of the {n} {suite_name} examples found in the scanned training data"

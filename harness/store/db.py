@@ -86,6 +86,14 @@ def _j(v: Any) -> str | None:
     return None if v is None else scrub(json.dumps(v, ensure_ascii=False, sort_keys=True))
 
 
+def one_row(cur: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always returns one: an aggregate (count(*), max()), or a row that
+    must exist (a run's own model)."""
+    row = cur.fetchone()
+    assert row is not None, "the query returned no row"
+    return row
+
+
 def like_prefix(ref: str) -> str:
     """A LIKE pattern matching ids that start with `ref` taken literally (`_`, `%` are not wildcards)."""
     return ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -136,9 +144,9 @@ class Store:
         try:
             # free blocks at the end are truncated away by DuckDB's own checkpoint, so only the
             # used blocks are sure to be in the file (total_blocks gave false alarms)
-            block_size, blocks = con.execute(
-                "SELECT block_size, used_blocks FROM pragma_database_size()"
-            ).fetchone()
+            block_size, blocks = one_row(
+                con.execute("SELECT block_size, used_blocks FROM pragma_database_size()")
+            )
         except duckdb.Error as e:
             raise self._open_error(e, 0) from None
         finally:
@@ -216,7 +224,7 @@ class Store:
                 )
 
     def schema_version(self) -> int:
-        return self.db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        return one_row(self.db.execute("SELECT max(version) FROM schema_version"))[0] or 0
 
     def require_writable(self) -> None:
         """A user error before the first write to a store from a newer tunegate."""
@@ -581,9 +589,11 @@ class Store:
             [run_a, metric, run_b, metric, run_a],
         ).fetchnumpy()
         n_a, n_b = (
-            self.db.execute(
-                "SELECT count(*) FROM scores WHERE run_id = ? AND metric = ? AND " + ok, [r, metric]
-            ).fetchone()[0]
+            one_row(
+                self.db.execute(
+                    "SELECT count(*) FROM scores WHERE run_id = ? AND metric = ? AND " + ok, [r, metric]
+                )
+            )[0]
             for r in (run_a, run_b)
         )
         paired = len(cols["example_id"])
@@ -592,10 +602,12 @@ class Store:
         return cols
 
     def _errors(self, run_id: str, metric: str) -> int:
-        return self.db.execute(
-            "SELECT count(*) FROM scores WHERE run_id = ? AND metric = ? AND error IS NOT NULL",
-            [run_id, metric],
-        ).fetchone()[0]
+        return one_row(
+            self.db.execute(
+                "SELECT count(*) FROM scores WHERE run_id = ? AND metric = ? AND error IS NOT NULL",
+                [run_id, metric],
+            )
+        )[0]
 
     def example_outputs(self, run_id: str, example_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Prompt, reference and output for some examples of a run (for regression listings)."""
@@ -619,6 +631,6 @@ class Store:
 
     def counts(self, run_id: str) -> tuple[int, int]:
         """(examples finished, examples with an error) for a run."""
-        return self.db.execute(
-            "SELECT count(*), count(error) FROM run_examples WHERE run_id = ?", [run_id]
-        ).fetchone()
+        return one_row(
+            self.db.execute("SELECT count(*), count(error) FROM run_examples WHERE run_id = ?", [run_id])
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.store.db import Store
+from harness.store.db import Store, one_row
 
 FORMATS = {"parquet": "(FORMAT PARQUET)", "csv": "(FORMAT CSV, HEADER)"}
 
@@ -33,5 +33,5 @@ def export_store(store: Store, folder: Path, fmt: str) -> list[tuple[Path, int]]
         store.db.execute(
             f"COPY (SELECT * FROM \"{t}\") TO '{str(path).replace(chr(39), chr(39) * 2)}' {FORMATS[fmt]}"
         )
-        out.append((path, store.db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]))
+        out.append((path, one_row(store.db.execute(f'SELECT count(*) FROM "{t}"'))[0]))
     return out

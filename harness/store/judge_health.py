@@ -4,6 +4,7 @@ the report, which must not import `judges/`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from harness.store.db import Store
@@ -37,7 +38,7 @@ def get_health(store: Store, run_id: str) -> dict[str, Any] | None:
     return out
 
 
-def problems(h: dict[str, Any], limits: dict[str, float | None]) -> list[str]:
+def problems(h: dict[str, Any], limits: Mapping[str, float | None]) -> list[str]:
     """What is wrong with one judge run under these limits (empty: healthy)."""
     out = []
     lim = limits.get("max_parse_failures")

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from harness.errors import UserError
-from harness.store.db import Store
+from harness.store.db import Store, one_row
 
 # Columns that say when or where a row was written, not what it holds: never a conflict.
 _WHEN = {"created_at", "updated_at", "imported_at", "logged_at"}
@@ -82,9 +82,7 @@ def merge_stores(out: Path, inputs: list[Path]) -> MergeReport:
 
 
 def _merge(con: duckdb.DuckDBPyConnection, inputs: list[Path], report: MergeReport) -> None:
-    tables = [
-        t for t in _tables(con, con.execute("SELECT current_database()").fetchone()[0]) if t not in _SKIP
-    ]
+    tables = [t for t in _tables(con, one_row(con.execute("SELECT current_database()"))[0]) if t not in _SKIP]
     aliases = []
     try:
         for i, p in enumerate(inputs):
@@ -236,7 +234,7 @@ def _merged_run_sql(con: duckdb.DuckDBPyConnection, new_id: str, ids: list[str],
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return one_row(con.execute(f"SELECT count(*) FROM {table}"))[0]
 
 
 def _tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:

@@ -150,7 +150,8 @@ def get_training_run(store: Store, ref: str) -> TrainingRun:
     if len(rows) != 1:
         raise UserError(f"{'unknown' if not rows else 'ambiguous'} training run id '{ref}' in {store.path}")
     r = rows[0]
-    return TrainingRun(*r[:7], json.loads(r[7] or "{}"), r[8], r[9], json.loads(r[10] or "{}"), r[11])
+    config, summary = json.loads(r[7] or "{}"), json.loads(r[10] or "{}")
+    return TrainingRun(r[0], r[1], r[2], r[3], r[4], r[5], r[6], config, r[8], r[9], summary, r[11])
 
 
 def training_logs(store: Store, training_run_id: str, split: str | None = None) -> list[dict[str, Any]]:

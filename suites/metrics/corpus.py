@@ -13,7 +13,7 @@ as an empty reference and change BLEU's closest-reference length).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from sacrebleu.metrics import BLEU
 
@@ -25,7 +25,7 @@ from suites.metrics.text import NO_REFERENCES
 SmoothMethod = Literal["exp", "floor", "add-k", "none"]
 
 
-def _sacrebleu(aggregation: str, args: dict[str, object]) -> object:
+def _sacrebleu(aggregation: str, args: dict[str, Any]) -> Any:
     try:
         return corpus.sacrebleu_metric(aggregation, args)
     except Exception as e:  # e.g. ja-mecab without its extra installed
@@ -33,7 +33,7 @@ def _sacrebleu(aggregation: str, args: dict[str, object]) -> object:
         raise UserError(f"sacrebleu cannot build this metric: {reason}", field="tokenize") from None
 
 
-def _corpus_scorer(aggregation: str, args: dict[str, object], sentence: object) -> Scorer:
+def _corpus_scorer(aggregation: str, args: dict[str, Any], sentence: Any) -> Scorer:
     metric = _sacrebleu(aggregation, args)
     sigs: dict[int, str] = {}
 
@@ -45,7 +45,7 @@ def _corpus_scorer(aggregation: str, args: dict[str, object], sentence: object) 
         stats = [int(x) for x in metric._extract_corpus_statistics([prediction], [[r] for r in refs])[0]]
         if len(refs) not in sigs:
             sigs[len(refs)] = corpus.signature(metric, len(refs))
-        value = float(sentence._compute_score_from_stats(stats).score)  # type: ignore[attr-defined]
+        value = float(sentence._compute_score_from_stats(stats).score)
         detail = {"stats": stats, "nrefs": len(refs), "signature": sigs[len(refs)]}
         return MetricResult(value=value, detail=detail)
 
