@@ -218,4 +218,11 @@ def _resume_target(
 
     with Store(db, must_exist=True) as store:
         run = store.get_run(run_id)
-    return (model or run.config.get("model_spec"), suite or [run.config.get("suite_path")])
+    path = run.config.get("suite_path")
+    if not suite and not path:
+        raise UserError(
+            f"run {run.run_id} records no suite file (it was imported or merged from another store): "
+            "give the suite with --suite to resume it",
+            field="suite",
+        )
+    return (model or run.config.get("model_spec"), suite or [path])
