@@ -36,8 +36,18 @@ class MetricComparison:
     """sacreBLEU's signature of a corpus metric, with the paired test's settings."""
 
 
+def _declared(spec: dict[str, Any] | None) -> tuple[str, ...] | None:
+    """A classification metric's declared labels (macro-F1 averages over all of them)."""
+    labels = ((spec or {}).get("args") or {}).get("labels")
+    return tuple(str(x) for x in labels) if isinstance(labels, list) and labels else None
+
+
 def _score_arrays(
-    cols: dict[str, Any], suffix: str = "", labels: bool = False, cs: corpus.CorpusStatistic | None = None
+    cols: dict[str, Any],
+    suffix: str = "",
+    labels: bool = False,
+    cs: corpus.CorpusStatistic | None = None,
+    classes: tuple[str, ...] | None = None,
 ) -> stats.ScoreArrays:
     st = None
     if cs is not None:
@@ -50,6 +60,7 @@ def _score_arrays(
         np.asarray(cols["label" + suffix], dtype=object) if labels else None,
         st,
         cs,
+        classes if labels else None,
     )
 
 
@@ -87,8 +98,8 @@ def paired_arrays(
         keep = ~np.isin(np.asarray(cols["example_id"], dtype=object), list(exclude))
         n = len(keep)
         cols = {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in cols.items()}
-    a = _score_arrays(cols, "_a", labels, cs)
-    b = _score_arrays(cols, "_b", labels, cs)
+    a = _score_arrays(cols, "_a", labels, cs, _declared(spec))
+    b = _score_arrays(cols, "_b", labels, cs, _declared(spec))
     return a, b, np.asarray(cols["example_id"], dtype=object), cols
 
 
@@ -100,7 +111,7 @@ def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSumm
         labels = m["aggregation"] == "macro_f1"
         cs = _corpus_stat(m["aggregation"], m["spec"])
         cols = store.score_columns(run.run_id, m["metric"], labels=labels, stats=cs is not None)
-        arr, n_err = _score_arrays(cols, labels=labels, cs=cs), cols["n_errors"]
+        arr, n_err = _score_arrays(cols, labels=labels, cs=cs, classes=_declared(m["spec"])), cols["n_errors"]
         out.append(
             MetricSummary(
                 m["metric"],

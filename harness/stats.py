@@ -72,6 +72,9 @@ class ScoreArrays:
     label: np.ndarray | None = None
     stats: np.ndarray | None = None
     corpus: corpus.CorpusStatistic | None = None
+    classes: tuple[str, ...] | None = None
+    """Macro F1's declared labels: every one is averaged, 0 where it has neither gold nor
+    predictions (sklearn's f1_score with labels=, zero_division=0). None: the labels seen."""
 
     def __post_init__(self) -> None:
         # Coerce once here so every consumer can rely on dtype, shape and equal lengths.
@@ -91,9 +94,9 @@ class ScoreArrays:
 
     def take(self, idx: np.ndarray) -> ScoreArrays:
         """Return the examples at ``idx`` (an integer index array; repeats allowed)."""
-        sub = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "corpus"}
+        sub = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("corpus", "classes")}
         taken = {k: (None if v is None else v[idx]) for k, v in sub.items()}
-        return ScoreArrays(**cast(dict[str, Any], taken), corpus=self.corpus)
+        return ScoreArrays(**cast(dict[str, Any], taken), corpus=self.corpus, classes=self.classes)
 
 
 def _check_aggregation(aggregation: str) -> None:
@@ -101,15 +104,18 @@ def _check_aggregation(aggregation: str) -> None:
         raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
 
 
-def _f1_codes(s: ScoreArrays) -> tuple[np.ndarray, np.ndarray, int]:
-    """Encode label/pred as integer class codes; a missing prediction becomes -1."""
+def _f1_codes(s: ScoreArrays) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Encode label/pred as integer class codes; a missing prediction becomes -1. Also returns
+    how many leading codes are declared labels (all of them average, seen or not)."""
     if s.pred is None or s.label is None:
         raise ValueError("macro_f1 needs ScoreArrays.pred and ScoreArrays.label")
-    classes = sorted({str(x) for x in s.label} | {str(x) for x in s.pred if x is not None})
+    seen = {str(x) for x in s.label} | {str(x) for x in s.pred if x is not None}
+    declared = list(dict.fromkeys(s.classes or ()))
+    classes = declared + sorted(seen - set(declared))
     code = {c: i for i, c in enumerate(classes)}
     label = np.fromiter((code[str(x)] for x in s.label), dtype=np.int64, count=len(s.label))
     pred = np.fromiter((-1 if x is None else code[str(x)] for x in s.pred), np.int64, len(s.pred))
-    return pred, label, len(classes)
+    return pred, label, len(classes), len(declared)
 
 
 def _macro_f1_statistic(s: ScoreArrays) -> Callable[[np.ndarray], np.ndarray]:
@@ -117,10 +123,12 @@ def _macro_f1_statistic(s: ScoreArrays) -> Callable[[np.ndarray], np.ndarray]:
 
     Each example is reduced to the id of its (gold, predicted) pair, so a resample costs one
     gather and one bincount; per-class counts then come from a small (P, K) matrix product.
-    Per-class F1 = 2TP / (#gold + #predicted); classes absent from both sides of a resample are
-    left out of the average, which is what sklearn does with the labels present in that resample.
+    Per-class F1 = 2TP / (#gold + #predicted). With declared labels (``ScoreArrays.classes``)
+    every declared label is averaged, 0 where a resample has neither gold nor predictions for it
+    (sklearn's f1_score with labels=, zero_division=0); without them, classes absent from both
+    sides of a resample are left out (sklearn with the labels present in that resample).
     """
-    pred, label, k = _f1_codes(s)
+    pred, label, k, n_declared = _f1_codes(s)
     pair_ids, inverse = np.unique(label * (k + 1) + (pred + 1), return_inverse=True)
     gold_of, pred_of = pair_ids // (k + 1), pair_ids % (k + 1) - 1
     classes = np.arange(k)
@@ -137,6 +145,8 @@ def _macro_f1_statistic(s: ScoreArrays) -> Callable[[np.ndarray], np.ndarray]:
         tp, denom = counts @ tp_1h, counts @ gold_1h + counts @ pred_1h
         present = denom > 0
         f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=present)
+        if n_declared:
+            present[:, :n_declared] = True  # a declared label counts even when it never occurs
         return f1.sum(axis=1) / present.sum(axis=1)
 
     return macro_f1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,56 @@ def test_label_modes_accuracy_and_macro_f1_equal_sklearn_with_labels(mode: str) 
     assert np.mean(acc) == pytest.approx(accuracy_score(GOLD, y_pred), abs=TOL)
     assert (
         METRICS.build("accuracy", {"labels": LABELS, "label_mode": mode}).spec["args"]["label_mode"] == mode
+    )
+
+
+def test_a_declared_label_that_never_occurs_counts_as_zero_as_sklearn_with_labels() -> None:
+    declared = [*LABELS, "mixed"]  # declared, but neither gold nor any prediction is "mixed"
+    results = [score("macro_f1", o, [g], labels=declared) for o, g in zip(OUTPUTS, GOLD)]
+    preds = [r.detail["pred"] for r in results]
+    y_pred = ["<unmapped>" if p is None else p for p in preds]
+    arr = ScoreArrays(
+        [r.value for r in results],
+        pred=np.array(preds, dtype=object),
+        label=np.array(GOLD, dtype=object),
+        classes=tuple(declared),
+    )
+    want = f1_score(GOLD, y_pred, labels=declared, average="macro", zero_division=0)
+    assert aggregate(arr, "macro_f1") == pytest.approx(want, abs=TOL)
+    seen_only = f1_score(GOLD, y_pred, labels=LABELS, average="macro", zero_division=0)
+    assert want == pytest.approx(seen_only * 3 / 4)  # the 4th label is a 0 in the average
+    # a resample keeps the declared labels
+    idx = np.arange(len(GOLD))[::-1].copy()
+    assert aggregate(arr.take(idx), "macro_f1") == pytest.approx(want, abs=TOL)
+
+
+def test_stored_macro_f1_averages_every_declared_label(tmp_path) -> None:
+    from harness.results import summarize_run
+    from harness.store import Store
+    from tests.conftest import run_cli
+
+    declared = [*LABELS, "mixed"]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"id": f"e{i}", "t": "x", "y": g}) + "\n" for i, g in enumerate(GOLD)))
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: cls\nkind: task\ndata: d.jsonl\nprompt: '{{ t }}'\nreference: y\n"
+        f"metrics: [{{name: macro_f1, labels: {json.dumps(declared)}}}]\n"
+    )
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": f"e{i}", "output": o}) + "\n" for i, o in enumerate(OUTPUTS)))
+    db = tmp_path / "c.duckdb"
+    r = run_cli("score", "-p", str(preds), "-s", str(suite), "--db", str(db), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    with Store(db) as store:
+        run_id = store.db.execute("SELECT run_id FROM runs").fetchone()[0]
+        _, [m] = summarize_run(store, run_id)
+    y_pred = [
+        "<unmapped>" if p is None else p
+        for p in (score("macro_f1", o, [g], labels=declared).detail["pred"] for o, g in zip(OUTPUTS, GOLD))
+    ]
+    assert m.summary.value == pytest.approx(
+        f1_score(GOLD, y_pred, labels=declared, average="macro", zero_division=0), abs=TOL
     )
 
 
