@@ -147,7 +147,7 @@ def describe_view(v: Any) -> str:
     if info.check is not None:
         c = info.check
         line += f"  max |Δlogit| {c.max_abs_dlogit:.3g}" + (" [yellow](no-op, allowed)[/]" if c.noop else "")
-    if any(t.match is False for t in info.used_templates or [info.template] if t is not None):
+    if any(t.match is False for t in info.templates()):
         line += "  [bold yellow]chat template differs from training[/]"
     return line
 
@@ -165,9 +165,7 @@ def print_outcomes(results: list[tuple[Any, list[Any]]], db: Path) -> None:
     if len(results) > 1:
         console.print(f"{len(results)} models on {sum(loads.values())} base load(s)", highlight=False)
     for v, _ in results:
-        for t in {id(t): t for t in v.info.used_templates or [v.info.template] if t is not None}.values():
-            if t.match is not False:
-                continue
+        for t in (t for t in v.info.templates() if t.match is False):
             console_err.print(
                 f"[bold yellow]warning[/]: {v.resolved.spec.raw} was evaluated with a chat template "
                 f"({t.source}, {str(t.used_sha256)[:12]}) other than the one it was trained with "

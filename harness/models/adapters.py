@@ -141,6 +141,11 @@ class CandidateInfo:
     used_templates: list[TemplateChoice] = field(default_factory=list)
     """The template of each run evaluated so far (a suite may pick its own)."""
 
+    def templates(self) -> list[TemplateChoice]:
+        """The distinct templates this candidate was evaluated with (its own if no run yet)."""
+        seen = self.used_templates or ([self.template] if self.template is not None else [])
+        return list({id(t): t for t in seen}.values())
+
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, **self.extra}
         if self.template is not None:
@@ -171,6 +176,7 @@ class AdapterView(HFModel):
         self.shared = shared
         self.adapter_name = adapter_name
         self.info = info
+        self._own_template = info.template
 
     @property
     def _model(self) -> Any:  # HFModel.input_device reads it
@@ -183,8 +189,6 @@ class AdapterView(HFModel):
     def use_suite_template(self, option: str | None) -> TemplateChoice | None:
         """Pick the template for the next run: the suite's `chat_template` (`trained`, `base`, a
         file) unless the model spec named one; None restores the view's own choice."""
-        if not hasattr(self, "_own_template"):
-            self._own_template = self.info.template
         if option is None or self.info.spec_template is not None:
             self.info.template = self._own_template
         else:

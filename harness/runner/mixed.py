@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.config import GenerationParams
 from harness.models.base import cut_at_stop
+from harness.models.batching import fixed
 from harness.runner.plan import Item, plan_items
 from harness.runner.shard import shard_examples
 from harness.store import GenerationRow, Store
@@ -77,7 +78,7 @@ def prefetch_generations(
     if not total or sum(bool(x) for x in per_view) < 2:
         return out  # one candidate (or none) has work: its own run batches it as before
     shared, tok = views[0].shared, views[0].tokenizer
-    size = options.batch_size if isinstance(options.batch_size, int) else 8
+    size = fixed(options.batch_size)  # a mixed batch does not search: `auto` takes the default
     progress = on_start(f"{suite.config.name} · {len(views)} candidates batched", total) if on_start else None
     # (params) → per candidate: its items in the order its own run would batch them
     groups: dict[str, list[list[tuple[Item, list[int]]]]] = {}
