@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+from harness.measurement import comparability_record, mismatch_record
 from harness.store.db import RunRecord, Store
 
 if TYPE_CHECKING:
@@ -70,11 +71,19 @@ def runs_records(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """Stored runs, newest first: the rows of `tunegate runs --json`."""
     from harness.models.spec import is_endpoint_spec
 
+    rows = store.list_runs(limit)
+    ids = [r["run_id"] for r in rows]
+    # the model id is the short fingerprint: two runs of one spec (a re-scored file, a retrained
+    # folder) differ here, and it is what gate/compare/report accept to pick one
+    model_ids = dict(
+        store.db.execute("SELECT run_id, model_id FROM runs WHERE list_contains(?, run_id)", [ids]).fetchall()
+    )
     return [
         {
             "run_id": r["run_id"],
             "status": r["shown_status"],
             "model": r["model"],
+            "model_id": model_ids.get(r["run_id"]),
             "suite": r["suite"],
             "started_at": _time(r["started_at"]),
             "n_examples": r["n_examples"],
@@ -82,7 +91,7 @@ def runs_records(store: Store, limit: int = 50) -> list[dict[str, Any]]:
             "errors": r["errors"],
             "endpoint": is_endpoint_spec(r["model"]),
         }
-        for r in store.list_runs(limit)
+        for r in rows
     ]
 
 
@@ -111,7 +120,11 @@ def show_record(store: Store, run_ref: str) -> dict[str, Any]:
 
     run, metrics = summarize_run(store, run_ref)
     done, errors = store.counts(run.run_id)
-    return {"run": run_record(run, done, errors), "metrics": summary_records(metrics)}
+    return {
+        "run": run_record(run, done, errors),
+        "measurement": store.measurement(run.run_id),
+        "metrics": summary_records(metrics),
+    }
 
 
 def verdict(improved: bool | None) -> str:
@@ -147,6 +160,7 @@ def comparison_records(comps: Sequence[MetricComparison]) -> list[dict[str, Any]
                 "only_in_baseline": c.only_in[0],
                 "only_in_candidate": c.only_in[1],
                 "signature": c.signature,
+                "mismatches": [mismatch_record(m) for m in c.mismatches],
                 "regressed": c.regressed,
             }
         )
@@ -154,25 +168,43 @@ def comparison_records(comps: Sequence[MetricComparison]) -> list[dict[str, Any]
 
 
 def compare_record(
-    store: Store, baseline: str, candidate: str, *, top: int = 5, test: str = "auto", ci: str = "auto"
+    store: Store,
+    baseline: str,
+    candidate: str,
+    *,
+    top: int = 5,
+    test: str = "auto",
+    ci: str = "auto",
+    allow: set[str] | frozenset[str] = frozenset(),
+    suite: str | None = None,
 ) -> dict[str, Any]:
-    """`tunegate compare --json`: both runs and the paired comparison per metric."""
+    """`tunegate compare --json`: both runs and the paired comparison per metric. Each side is a
+    run id or a model (id or spec, resolved as the gate resolves it; `suite` picks one of its runs)."""
+    from harness.gate.degenerate import degenerate
+    from harness.gate.sides import run_pair
     from harness.results import compare_runs
 
-    ra, rb, comps = compare_runs(store, baseline, candidate, k=top, test=test, ci=ci)
+    baseline, candidate = run_pair(store, baseline, candidate, suite)
+    ra, rb, comps = compare_runs(store, baseline, candidate, k=top, test=test, ci=ci, allow=allow)
+    deg = degenerate(store, ra.run_id, rb.run_id)
     return {
         "suite": ra.suite_name,
         "baseline": run_record(ra),
         "candidate": run_record(rb),
+        "degenerate": deg.record() if deg else None,
+        "comparability": comparability_record(comps),
         "metrics": comparison_records(comps),
     }
 
 
 def gate_record(result: GateResult) -> dict[str, Any]:
     """`tunegate gate --json`: the verdict, then one record per check (failures first)."""
+    from harness.gate.evaluate import DELTA_CHECKS
+
     checks = []
     for c in sorted(result.checks, key=lambda c: c.passed):
         p = c.comparison.paired if c.comparison is not None else None
+        about_delta = p is not None and c.check in DELTA_CHECKS  # min/max/error rows: no p to show
         checks.append(
             {
                 "passed": c.passed,
@@ -188,8 +220,10 @@ def gate_record(result: GateResult) -> dict[str, Any]:
                 "delta": _num(p.delta) if p else None,
                 "ci_low": _num(p.ci_low) if p else None,
                 "ci_high": _num(p.ci_high) if p else None,
-                "test": p.test if p else None,
-                "p_value": _num(c.p_value if c.p_value is not None else (p.p_value if p else None)),
+                "test": p.test if p and about_delta else None,
+                "p_value": _num(
+                    c.p_value if c.p_value is not None else (p.p_value if p and about_delta else None)
+                ),
                 "p_adjusted": _num(c.p_adjusted),
                 "mde": _num(c.mde),
                 "n_needed": c.n_needed,
@@ -205,6 +239,7 @@ def gate_record(result: GateResult) -> dict[str, Any]:
         "correction": result.correction,
         "family": result.family,
         "warnings": list(result.warnings),
+        "comparability": dict(result.comparability),
         "baseline": {s: r.run_id for s, r in result.baseline.items()},
         "candidate": {s: r.run_id for s, r in result.candidate.items()},
     }
@@ -272,6 +307,7 @@ _RUN_COLUMNS = [
     "run_id",
     "status",
     "model",
+    "model_id",
     "suite",
     "started_at",
     "n_examples",
@@ -320,10 +356,13 @@ class Results:
         with self._store() as s:
             return _frame(examples_records(s, run))
 
-    def compare(self, baseline: str, candidate: str, *, test: str = "auto", ci: str = "auto") -> pd.DataFrame:
-        """One row per metric: the paired comparison of `tunegate compare --json`."""
+    def compare(
+        self, baseline: str, candidate: str, *, test: str = "auto", ci: str = "auto", suite: str | None = None
+    ) -> pd.DataFrame:
+        """One row per metric: the paired comparison of `tunegate compare --json`. Each side is a run
+        id or a model spec (as for the gate); `suite` picks the suite when the models share several."""
         with self._store() as s:
-            rows = compare_record(s, baseline, candidate, top=0, test=test, ci=ci)["metrics"]
+            rows = compare_record(s, baseline, candidate, top=0, test=test, ci=ci, suite=suite)["metrics"]
         return _frame([{k: v for k, v in r.items() if k != "regressed"} for r in rows])
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

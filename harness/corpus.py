@@ -31,6 +31,18 @@ DEFAULT_SAMPLES = {"paired_bs": 1000, "paired_ar": 10000}
 """sacreBLEU's default resamples (bootstrap) and trials (approximate randomization)."""
 
 
+OUR_TOKENIZERS = {"auto": "13a", "default": "13a", "char": "zh", "char_raw": "none", "jieba": "none"}
+"""tunegate's `tokenize:` names → the sacreBLEU tokenizer the statistics are summed under (the
+text is tokenized per example before: `auto` is `zh` for CJK references, else `13a`)."""
+OUR_TOKENIZER_LABEL = {
+    "auto": "auto(zh|13a)",
+    "default": "13a",
+    "char": "zh",
+    "char_raw": "char",
+    "jieba": "jieba",
+}
+
+
 def is_corpus(aggregation: str) -> bool:
     return aggregation in CORPUS_AGGREGATIONS
 
@@ -40,14 +52,18 @@ def sacrebleu_metric(aggregation: str, args: dict[str, Any]) -> Any:
     from sacrebleu.metrics import BLEU, CHRF
 
     if aggregation == "corpus_bleu":
-        return BLEU(
+        tok = args.get("tokenize", "13a")
+        bleu = BLEU(
             lowercase=bool(args.get("lowercase", False)),
-            tokenize=args.get("tokenize", "13a"),
+            tokenize=OUR_TOKENIZERS.get(tok, tok),
             smooth_method=args.get("smooth_method", "exp"),
             smooth_value=args.get("smooth_value"),
             max_ngram_order=int(args.get("max_ngram_order", 4)),
             effective_order=False,  # corpus BLEU, as sacrebleu.corpus_bleu
         )
+        if tok in OUR_TOKENIZERS:  # the signature names what tokenized the text (auto: per example)
+            bleu.tunegate_tokenize = tok
+        return bleu
     if aggregation == "corpus_chrf":
         return CHRF(
             char_order=int(args.get("char_order", 6)),
@@ -64,7 +80,13 @@ def signature(metric: Any, nrefs: int | str) -> str:
     """sacreBLEU's reproducibility signature for `metric` with `nrefs` references ("var": mixed)."""
     # sacreBLEU learns the reference count while caching references; we know it from the rows.
     metric.num_refs = -1 if nrefs == "var" else int(nrefs)
-    return str(metric.get_signature())
+    sig = str(metric.get_signature())
+    ours = getattr(metric, "tunegate_tokenize", None)
+    if ours is not None:
+        import re
+
+        sig = re.sub(r"tok:[^|]*", f"tok:{OUR_TOKENIZER_LABEL.get(ours, ours)}", sig)
+    return sig
 
 
 @dataclass(frozen=True)

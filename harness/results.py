@@ -9,6 +9,7 @@ import numpy as np
 
 from harness import corpus, stats
 from harness.errors import UserError
+from harness.measurement import Comparability, Mismatch
 from harness.store import RunRecord, Store
 
 
@@ -34,6 +35,11 @@ class MetricComparison:
     regressed: list[dict[str, Any]]
     signature: str | None = None
     """sacreBLEU's signature of a corpus metric, with the paired test's settings."""
+    mismatches: tuple[Mismatch, ...] = ()
+    """Differences in how the two runs measured this metric that the user allowed by name
+    (`--allow-mismatch`): shown beside the result everywhere."""
+    pair: Comparability | None = None
+    """The whole pair's check: what is meant to differ, what could not be checked."""
 
 
 def _declared(spec: dict[str, Any] | None) -> tuple[str, ...] | None:
@@ -135,6 +141,7 @@ def compare_runs(
     metrics: set[str] | None = None,
     confidence: float = 0.95,
     exclude: set[str] | None = None,
+    allow: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[RunRecord, RunRecord, list[MetricComparison]]:
     """Paired comparison of run `b` (candidate) against run `a` (baseline), metric by metric.
 
@@ -142,17 +149,15 @@ def compare_runs(
     that does not fit a metric (McNemar on a continuous score, a t-test on macro-F1) is an error.
     `confidence` is the CI's level (the gate widens it under a multiple-testing correction);
     `exclude` leaves examples out of the pairing (the gate's `subset: clean`).
+    Before any statistic the two runs' measurement records are checked (`comparability`): a
+    difference that changes what a number means is a UserError unless its field is in `allow`.
     """
     if test not in stats.TESTS:
         raise UserError(f"unknown paired test '{test}'; known: {', '.join(stats.TESTS)}", field="test")
     if ci not in stats.CI_METHODS:
         raise UserError(f"unknown CI method '{ci}'; known: {', '.join(stats.CI_METHODS)}", field="ci")
     ra, rb = store.get_run(a), store.get_run(b)
-    if ra.suite_id != rb.suite_id:
-        raise UserError(
-            f"runs {ra.run_id} ({ra.suite_id}) and {rb.run_id} ({rb.suite_id}) are of "
-            "different suites (or suite versions); compare runs of the same suite"
-        )
+    pair = comparability(store, ra, rb, allow, metrics)
     metrics_b = {m["metric"]: m for m in store.run_metrics(rb.run_id)}
     out = []
     for m in store.run_metrics(ra.run_id):
@@ -204,6 +209,60 @@ def compare_runs(
                 cols["only_in"],
                 regressed,
                 sig,
+                tuple(pair.for_metric(m["metric"])),
+                pair,
             )
         )
     return ra, rb, out
+
+
+def comparability(
+    store: Store,
+    ra: RunRecord,
+    rb: RunRecord,
+    allow: set[str] | frozenset[str] = frozenset(),
+    metrics: set[str] | None = None,
+) -> Comparability:
+    """Check that runs `ra` and `rb` measured the same way (harness.measurement); refuse with one
+    UserError naming both runs, the fields and both values unless every mismatch is allowed."""
+    from harness import measurement
+
+    if ra.suite_name != rb.suite_name:
+        raise UserError(
+            f"runs {ra.run_id} ({ra.suite_name}) and {rb.run_id} ({rb.suite_name}) are of different "
+            "suites; compare runs of the same suite"
+        )
+    rec_a, rec_b = store.measurement(ra.run_id), store.measurement(rb.run_id)
+    names_b = {m["metric"] for m in store.run_metrics(rb.run_id)}
+    names = {m["metric"] for m in store.run_metrics(ra.run_id)} & names_b
+    if metrics is not None:
+        names &= metrics
+    pair = measurement.check(rec_a, rec_b, names)
+    legacy = rec_a.get("legacy") or rec_b.get("legacy")
+    if legacy and ra.suite_id != rb.suite_id and not pair.mismatches:
+        # all that is known of an old run's suite is its content hash (file + data)
+        pair.mismatches.append(
+            Mismatch("data", "suite file or data (content hash)", ra.suite_id, rb.suite_id)
+        )
+    if _loglikelihood_rows(rec_a, ra) and not {"scoring", "tokenizer"} & set(allow):
+        n_bad, n_pairs, first, na, nb = store.scored_token_differences(ra.run_id, rb.run_id)
+        if n_bad:
+            pair.mismatches.append(
+                Mismatch(
+                    "scoring",
+                    f"scored tokens per example (differ on {n_bad} of {n_pairs} paired examples, "
+                    f"first on example '{first}')",
+                    na,
+                    nb,
+                )
+            )
+    refused = [m for m in pair.mismatches if m.field not in allow]
+    if refused:
+        raise UserError(measurement.refusal(ra.run_id, rb.run_id, refused))
+    return pair
+
+
+def _loglikelihood_rows(record: dict[str, Any], run: RunRecord) -> bool:
+    """Does the run store per-example log-likelihood rows (a perplexity-kind suite)?"""
+    types = record.get("request_types")
+    return "rolling_loglikelihood" in types if types is not None else run.suite_kind == "perplexity"

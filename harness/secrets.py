@@ -8,9 +8,11 @@ model's output — has it replaced by `***` at the store's write boundary, in lo
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 from typing import Any, overload
 
 MASK = "***"
@@ -41,16 +43,41 @@ def scrub(text: None) -> None: ...
 @overload
 def scrub(text: str | None) -> str | None: ...
 def scrub(text: str | None) -> str | None:
-    """`text` with every secret value (and its JSON-escaped form) replaced by ***."""
+    """`text` with every secret value replaced by ***, however it is written — raw, JSON- or
+    `\\u`-escaped, URL-encoded, or broken by whitespace — and the credentials of every URL
+    (`http://user:pass@host` → `http://***@host`). Call it before cutting a text: a cut key is
+    no longer found."""
     if not text:
         return text
+    if "@" in text:
+        text = _URL_USERINFO.sub(r"\1" + MASK + "@", text)
     for value in secret_values():
         if value in text:
             text = text.replace(value, MASK)
         escaped = json.dumps(value)[1:-1]
         if escaped != value and escaped in text:
             text = text.replace(escaped, MASK)
+        text = _spelled(value).sub(MASK, text)
     return text
+
+
+# scheme://userinfo@ — the userinfo (user, password or token) is a credential
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"'<>]+@")
+_GAP = r"(?:\s|\\[nrt]|%0[aAdD]|%09|%20)*"  # whitespace (raw, escaped or encoded) inside a key
+
+
+@functools.lru_cache(maxsize=64)
+def _spelled(value: str) -> re.Pattern[str]:
+    """Every character of `value` as itself, `\\uXXXX` or `%XX`, with whitespace allowed between."""
+    alts = []
+    for ch in value:
+        forms = [re.escape(ch)]
+        if ord(ch) < 0x10000:
+            forms.append(r"\\u(?i:" + f"{ord(ch):04x})")
+        if ord(ch) < 0x80:
+            forms.append(f"%(?i:{ord(ch):02x})")
+        alts.append("(?:" + "|".join(forms) + ")")
+    return re.compile(_GAP.join(alts))
 
 
 def scrub_data(value: Any) -> Any:
@@ -68,8 +95,6 @@ class ScrubFilter(logging.Filter):
     """A handler filter: the formatted message (and any traceback text) without secrets."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not secret_values():
-            return True
         record.msg = scrub(record.getMessage())
         record.args = ()
         if record.exc_info and not record.exc_text:

@@ -89,6 +89,9 @@ class BoundMetric:
     aggregation: str
     higher_is_better: bool
     binary: bool
+    version: int = 1
+    """The metric implementation's version (its registration's `version`): bumped when what it
+    computes changes, so runs scored by two definitions are never compared (harness.measurement)."""
 
 
 class SuiteKind(ABC):
@@ -108,6 +111,16 @@ class SuiteKind(ABC):
 
     @abstractmethod
     def data_path(self) -> Path: ...
+
+    def local_path(self, value: str | Path, loc: tuple[Any, ...], extra_roots: Sequence[Path] = ()) -> Path:
+        """A file the suite names at `loc`, resolved inside the suite's folder (or an allowed data
+        root, `harness.data_root`); anything else is an error located at that field."""
+        from harness.data_root import inside_suite
+
+        field = ".".join(str(p) for p in loc) or None
+        return inside_suite(
+            self.path, value, line=self.doc.line_of(loc), field=field, extra_roots=extra_roots
+        )
 
     @abstractmethod
     def bind_metrics(self) -> list[BoundMetric]: ...
@@ -132,12 +145,48 @@ class SuiteKind(ABC):
     @abstractmethod
     def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]: ...
 
+    def measurement_facts(self) -> dict[str, Any]:
+        """What else decides the meaning of this kind's numbers, for the run's measurement record
+        (harness.measurement): e.g. lm-eval's version and the task configs of a benchmark."""
+        return {}
+
     def error_scores(self, example: Example, error: str) -> list[ScoreRow]:
         """A failed generation: one error row per metric, never a 0."""
         return [ScoreRow(example.id, m.name, None, 1.0, error) for m in self.metrics]
 
 
 SUITE_KINDS: Registry[SuiteKind] = Registry("suite kind")  # entries: the SuiteKind classes
+
+
+def parse_json_line(text: str, path: Path, line: int | None) -> Any:
+    """One JSON value, nested no deeper than `harness.limits.JSON_DEPTH`; else a located error."""
+    from harness.limits import JSON_DEPTH
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", path=path, line=line) from None
+    except RecursionError:
+        value = None
+        depth = JSON_DEPTH.int_value() + 1
+    else:
+        depth = json_depth(value, JSON_DEPTH.int_value())
+    if depth > JSON_DEPTH.int_value():
+        raise UserError(f"the JSON is nested deeper than {JSON_DEPTH.named()}", path=path, line=line)
+    return value
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests lists and objects, counted up to `limit + 1` (iteratively)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -149,10 +198,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", path=path, line=n) from None
+            rec = parse_json_line(line, path, n)
             if not isinstance(rec, dict):
                 raise UserError(f"expected a JSON object, got {type(rec).__name__}", path=path, line=n)
             rows.append((n, rec))

@@ -12,6 +12,11 @@ fields whose names Jinja reserves (`{{ record['self'] }}`: `self` is Jinja's own
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import math
+import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,8 +24,95 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from harness.errors import UserError
+from harness.limits import TEMPLATE_CHARS, TEMPLATE_SECONDS
 
-_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+
+class _TemplateLimit(Exception):
+    """A render went past a limit (time, size, a huge power): a located error, never a hang."""
+
+
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("template_deadline", default=math.inf)
+
+
+def _check_time() -> None:
+    if time.monotonic() > _deadline.get():
+        raise _TemplateLimit(f"the template ran past {TEMPLATE_SECONDS.named()}")
+
+
+def _check_size(value: Any) -> Any:
+    if isinstance(value, str | bytes | list | tuple) and len(value) > TEMPLATE_CHARS.value():
+        raise _TemplateLimit(f"a value of {len(value):,} items goes past {TEMPLATE_CHARS.named()}")
+    return value
+
+
+def _check_args(args: Any, kwargs: Mapping[str, Any]) -> None:
+    cap = TEMPLATE_CHARS.value()
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, int) and not isinstance(a, bool) and abs(a) > cap:
+            raise _TemplateLimit(f"the number {a} is larger than {TEMPLATE_CHARS.named()}")
+
+
+def _check_format(fmt: Any) -> None:
+    """A format string may not ask for a field wider than the cap (`'{:>9999999999}'`)."""
+    if isinstance(fmt, str):
+        cap = TEMPLATE_CHARS.value()
+        for digits in re.findall(r"\d{7,}", fmt):
+            if int(digits) > cap:
+                raise _TemplateLimit(f"the format width {digits} is larger than {TEMPLATE_CHARS.named()}")
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a time budget, a size cap on values, and no huge powers or
+    repetitions (`9 ** 9 ** 9`, `'x' * 10**12` would hang or exhaust the runner)."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_time()
+        if operator == "%":
+            _check_format(left)
+        if operator == "**" and isinstance(left, int) and isinstance(right, int | float):
+            if right > 0 and abs(left) > 1 and max(abs(left).bit_length(), 1) * right > 64 * 1024:
+                raise _TemplateLimit(f"{left} ** {right} is too large a number for a template")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | bytes | list | tuple) and isinstance(n, int):
+                    if len(seq) * n > TEMPLATE_CHARS.value():
+                        raise _TemplateLimit(
+                            f"repeating a value {n} times goes past {TEMPLATE_CHARS.named()}"
+                        )
+        return _check_size(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _check_time()
+        _check_args(args, kwargs)
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_time()
+        if attribute in ("format", "format_map"):  # `'{:>9999999999}'.format(1)`
+            _check_format(obj)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _check_time()
+        return super().getitem(obj, argument)
+
+
+def _limited_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)  # keeps jinja_pass_arg (pass_context, pass_environment…)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _check_time()
+        _check_args(args[1:], kwargs)  # the filtered value may be any number; its options may not
+        for a in args[:2]:  # the value (or, after a context/environment, the value): `format`
+            _check_format(a)
+        return _check_size(fn(*args, **kwargs))
+
+    return wrapper
+
+
+_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+_ENV.filters = {name: _limited_filter(f) for name, f in _ENV.filters.items()}
 
 Locate = Callable[[str], UserError]
 """Builds the located error (file, line, field) for a message about this template."""
@@ -47,8 +139,17 @@ class UserTemplate:
         A sandbox violation is the template's fault (located at the template); a missing field
         is the record's (located with `record_error` when given).
         """
+        token = _deadline.set(time.monotonic() + TEMPLATE_SECONDS.value())
         try:
-            return self._template.render({"record": record, **record})
+            return self._render({"record": record, **record})
+        except _TemplateLimit as e:
+            raise self._locate(f"template stopped: {e}") from None
+        except RecursionError:
+            raise self._locate(
+                "template stopped: it recurses too deep (a macro that calls itself?)"
+            ) from None
+        except MemoryError:
+            raise self._locate(f"template stopped: out of memory (see {TEMPLATE_CHARS.env})") from None
         except SecurityError as e:
             raise self._locate(
                 f"template rejected by the sandbox: {e} (templates may read fields, use filters, "
@@ -63,3 +164,16 @@ class UserTemplate:
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
             # e.g. `{{ n + 'a' }}` or `{{ x|int(base=99) }}`: a bad expression, not a crash
             raise self._locate(f"template failed to render: {type(e).__name__}: {e}") from None
+        finally:
+            _deadline.reset(token)
+
+    def _render(self, context: Mapping[str, Any]) -> str:
+        """The output, piece by piece, so time and size are checked while it grows."""
+        cap, parts, size = TEMPLATE_CHARS.value(), [], 0
+        for part in self._template.generate(context):
+            size += len(part)
+            if size > cap:
+                raise _TemplateLimit(f"the output goes past {TEMPLATE_CHARS.named()}")
+            _check_time()
+            parts.append(part)
+        return "".join(parts)

@@ -22,6 +22,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import Field
 
 from harness.config import Strict
+from harness.errors import UserError
+from harness.http_limits import ReplyRefused, limited_transport
+from harness.limits import HTTP_SECONDS
 from harness.secrets import register_secret_env, scrub
 
 T = TypeVar("T")
@@ -35,7 +38,10 @@ class HttpPolicy(Strict):
 
     max_concurrency: int = Field(8, ge=1, le=512)
     timeout: float = Field(60.0, gt=0)
-    """Seconds per HTTP call."""
+    """Seconds per HTTP read (connect, each chunk of the reply)."""
+    deadline: float | None = Field(None, gt=0)
+    """Seconds per HTTP call in total, the whole reply included (a server that trickles a byte
+    at a time stops here); default $TUNEGATE_MAX_HTTP_SECONDS, else 900."""
     max_retries: int = Field(4, ge=0, le=20)
     """Retries per request for 429, 5xx, timeouts and connection errors."""
     retry_budget: int = Field(200, ge=0)
@@ -44,6 +50,16 @@ class HttpPolicy(Strict):
     backoff_max: float = Field(30.0, ge=0)
     max_retry_after: float = Field(120.0, ge=0)
     """A 429 asking to wait longer than this is an error, not a wait."""
+
+
+class EndpointGone(UserError):
+    """A server that answered before now refuses every connection (it died or was stopped):
+    raised out of `call` by a transport made with `stop_when_gone`, so the run stops at once
+    instead of spending every request's retries on a dead port."""
+
+
+GONE_AFTER = 3
+"""Refused connections in a row, after at least one answer, that mean the server is gone."""
 
 
 class MalformedReply(Exception):
@@ -67,7 +83,15 @@ class Outcome(Generic[T]):
 class Transport:
     """Calls to one base URL; async core (`call`), the caller owns the event loop."""
 
-    def __init__(self, base_url: str, api_key_env: str | None, policy: HttpPolicy, *, what: str = "endpoint"):
+    def __init__(
+        self,
+        base_url: str,
+        api_key_env: str | None,
+        policy: HttpPolicy,
+        *,
+        what: str = "endpoint",
+        stop_when_gone: bool = False,
+    ):
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
         self.policy = policy
@@ -75,6 +99,10 @@ class Transport:
         self.calls = 0
         """HTTP requests made (retries included)."""
         self.retries_left = policy.retry_budget
+        self.stop_when_gone = stop_when_gone
+        self.answered = 0
+        """Replies received (any status): the server was there."""
+        self.refused_in_row = 0
         self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
         if api_key_env:
             register_secret_env(api_key_env)
@@ -100,6 +128,8 @@ class Transport:
                 api_key=self.key() or "no-key",
                 timeout=self.policy.timeout,
                 max_retries=0,  # we retry ourselves: jitter, Retry-After, a shared budget
+                # replies bounded in size (after decompression) and type: harness.http_limits
+                http_client=openai.DefaultAsyncHttpxClient(transport=limited_transport()),
             )
             self._per_loop[loop_id] = (oai, asyncio.Semaphore(self.policy.max_concurrency))
         return self._per_loop[loop_id]
@@ -135,15 +165,20 @@ class Transport:
         t0 = time.perf_counter()
         attempts = retries = 0
         cfg = self.policy
+        deadline = cfg.deadline or HTTP_SECONDS.value()
+        deadline_text = f"its deadline of {deadline:g} s" if cfg.deadline else HTTP_SECONDS.named()
         async with sem:
             while True:
                 attempts += 1
                 self.calls += 1
                 status, body, retry_after = None, None, None
                 try:
-                    value = await make(oai)
+                    value = await asyncio.wait_for(make(oai), deadline)
+                except TimeoutError:
+                    error = f"{self.what} call took longer than {deadline_text}"
                 except openai.APIStatusError as e:
-                    status, body = e.status_code, body_text(e)
+                    status, body = e.status_code, self.scrub(body_text(e))  # masked before it is cut
+                    self.answered, self.refused_in_row = self.answered + 1, 0
                     error = f"HTTP {status} from {self.what} {self.base_url}: {short(body)}"
                     stop = give_up_on(status) if give_up_on else not (status in RETRYABLE or status >= 500)
                     if stop:
@@ -155,9 +190,14 @@ class Transport:
                     error = f"malformed reply from {self.what} {self.base_url}: {type(e).__name__}: {e}"
                 except openai.APITimeoutError:
                     error = f"{self.what} call timed out after {cfg.timeout:g} s"
+                except ReplyRefused as e:  # too large, or not JSON: the same again on a retry
+                    error = f"reply from {self.what} {self.base_url} refused: {e}"
+                    return self._outcome(None, error, None, None, attempts, t0)
                 except openai.APIConnectionError as e:
                     error = f"cannot reach {self.what} {self.base_url}: {e.__cause__ or e}"
+                    self._check_gone(e)
                 else:
+                    self.answered, self.refused_in_row = self.answered + 1, 0
                     return self._outcome(value, None, None, None, attempts, t0)
                 if retry_after is not None and retry_after > cfg.max_retry_after:
                     error = f"{error}; server asked to wait {retry_after:g} s"
@@ -171,10 +211,33 @@ class Transport:
                 await asyncio.sleep(self.delay(retries, retry_after))
                 retries += 1
 
+    def _check_gone(self, e: BaseException) -> None:
+        """Count a refused connection; raise EndpointGone at GONE_AFTER in a row after an answer."""
+        if not _refused(e):
+            return
+        self.refused_in_row += 1
+        if self.stop_when_gone and self.answered and self.refused_in_row >= GONE_AFTER:
+            raise EndpointGone(
+                f"{self.what} {self.base_url} stopped accepting connections (refused "
+                f"{self.refused_in_row} times in a row after {self.answered} answers)"
+            )
+
     def _outcome(
         self, value: Any, error: str | None, status: int | None, body: str | None, attempts: int, t0: float
     ) -> Outcome[Any]:
         return Outcome(value, self.scrub(error), status, self.scrub(body), attempts, time.perf_counter() - t0)
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether a connection error is 'connection refused' (nothing listens on the port)."""
+    seen: BaseException | None = e
+    for _ in range(8):  # the SDK's error ← httpx.ConnectError ← httpcore ← ConnectionRefusedError
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or "connection refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -186,7 +186,12 @@ class JudgeClient:
             resp = out.value
             assert resp is not None, "an Outcome without an error has its value"
             choice = resp.choices[0] if resp.choices else None
-            raw = (choice.message.content if choice is not None else None) or ""
+            content = (choice.message.content if choice is not None else None) or ""
+            if not isinstance(content, str):  # any JSON can come back there: an error row, not a crash
+                raw = None
+                what = type(content).__name__
+                return done(None, f"judge reply rejected (its content is a {what}, not text)", mode)
+            raw = content
             self._confirmed.add(mode)
             try:
                 value = call.validate(raw if call.schema is None else parse_json_object(raw))

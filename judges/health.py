@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.store import Store
 from harness.store.db import one_row
-from harness.store.judge_health import get_health, write_health
+from harness.store.judge_health import SANITY_MIN_GAP, get_health, write_health
 from judges.base import Subject
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ def record(store: Store, run_id: str, suite: Any, judge: Any) -> dict[str, Any]:
     path = getattr(suite.config.judge, "sanity", None)
     if path:
         old = get_health(store, run_id)
-        sanity = (old or {}).get("sanity") or run_sanity(store, judge, suite.path.parent / path)
+        sanity = (old or {}).get("sanity") or run_sanity(
+            store, judge, suite.local_path(path, ("judge", "sanity"))
+        )
     row = compute(store, run_id, judge, sanity)
     write_health(store, row)
     return row
@@ -132,7 +134,8 @@ def run_sanity(store: Store, judge: Any, path: Path) -> dict[str, Any]:
             return {"n": len(items), "errors": len(items), "separation": None}
         rate = float(np.mean(wins))
         return {"n": len(items), "errors": len(items) - len(wins), "reference_win_rate": rate,
-                "separation": 2 * rate - 1, "tells_apart": rate > 0.5}  # fmt: skip
+                "separation": 2 * rate - 1,
+                "tells_apart": bool(rate > 0.5 and 2 * rate - 1 >= 2 * SANITY_MIN_GAP)}  # fmt: skip
     subs = [
         Subject(f"sanity-{i}-ref", it["question"], it["reference"], ref(it), None)
         for i, it in enumerate(items)
@@ -153,6 +156,7 @@ def run_sanity(store: Store, judge: Any, path: Path) -> dict[str, Any]:
         return {"n": len(items), "errors": len(items), "separation": None}
     good, bad = np.asarray(pairs).T
     # "tells apart": most references above their wrong answer, by at least a tenth of the scale
+    # (harness.store.judge_health.sanity_problem holds the gate's default to the same)
     scale = float(sum(c.max_points for c in getattr(judge, "criteria", []))) or 1.0
     sep, higher = float(good.mean() - bad.mean()), int(np.sum(good > bad))
     return {
@@ -163,5 +167,5 @@ def run_sanity(store: Store, judge: Any, path: Path) -> dict[str, Any]:
         "separation": sep,
         "reference_higher": higher,
         "scale": scale,
-        "tells_apart": bool(higher > len(pairs) / 2 and sep >= 0.1 * scale),
+        "tells_apart": bool(higher > len(pairs) / 2 and sep >= SANITY_MIN_GAP * scale),
     }

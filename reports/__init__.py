@@ -21,6 +21,7 @@ def render_report(
     *,
     policy: str | Path | None = None,
     gate: GateResult | None = None,
+    allow: frozenset[str] | set[str] = frozenset(),
 ) -> str:
     """The report as an HTML string.
 
@@ -43,11 +44,12 @@ def render_report(
     cand: dict[str, RunRecord] | None
     if gate is not None:
         base, cand = gate.baseline, gate.candidate
+        allow = frozenset(allow) | gate.allowed
     else:
         base, cand = resolve_sides(store, list(refs or []))
         if policy is not None:
             gate = _apply_policy(store, policy, base, cand)
-    return render_html(collect(store, base, cand, gate), str(store.path))
+    return render_html(collect(store, base, cand, gate, allow), str(store.path))
 
 
 def write_report(
@@ -57,13 +59,14 @@ def write_report(
     *,
     policy: str | Path | None = None,
     gate: GateResult | None = None,
+    allow: frozenset[str] | set[str] = frozenset(),
 ) -> Path:
     """Render the report from the store `db` (a path or an open Store) and write it to `out`."""
     if isinstance(db, Store):
-        html = render_report(db, refs, policy=policy, gate=gate)
+        html = render_report(db, refs, policy=policy, gate=gate, allow=allow)
     else:
         with Store(db, must_exist=True) as store:
-            html = render_report(store, refs, policy=policy, gate=gate)
+            html = render_report(store, refs, policy=policy, gate=gate, allow=allow)
     path = Path(out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -184,6 +184,7 @@ def line_chart(
 def histogram(title: str, series: list[tuple[str, str, list[float]]], binary: bool = False) -> str:
     """Distribution of one metric's per-example scores, the models' histograms overlaid."""
     w, h, top, bottom, left = 260, 150, 24, 30, 34
+    series = [(n, c, [v for v in s if math.isfinite(v)]) for n, c, s in series]  # inf/nan: no bin
     vals = [v for _, _, s in series for v in s]
     body = [f'<text x="{w / 2}" y="14" text-anchor="middle" font-weight="600">{_t(title)}</text>']
     if not vals:
@@ -195,11 +196,13 @@ def histogram(title: str, series: list[tuple[str, str, list[float]]], binary: bo
     else:
         edges = [lo + (hi - lo) * i / 20 for i in range(21)]
     nb = len(edges) - 1
+    # at 1e20, lo ± 0.5 is lo again (and hi - lo may overflow): then every value is one bin
+    span = edges[-1] - edges[0]
     counts = []
     for _, _, s in series:
         c = [0] * nb
         for v in s:
-            i = min(int((v - edges[0]) / (edges[-1] - edges[0]) * nb), nb - 1)
+            i = min(int((v - edges[0]) / span * nb), nb - 1) if 0 < span < math.inf else 0
             c[max(i, 0)] += 1
         counts.append([x / max(len(s), 1) for x in c])  # shares: runs of different size compare
     top_share = max(max(c) for c in counts) or 1.0

@@ -69,10 +69,20 @@ class ReportData:
     versions: dict[str, str]
     clean: list[dict[str, Any]] = field(default_factory=list)
     """Per contaminated suite: the scoreboard recomputed on the examples no scan flagged."""
+    latency: dict[str, Any] | None = None
+    """The sides' latest load runs, drawn (reports.latency; None: no side was put under load)."""
 
 
-def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None = None) -> ReportData:
-    """Everything the template needs, from stored rows only."""
+def collect(
+    store: Store,
+    base: Side,
+    cand: Side | None,
+    gate: GateResult | None = None,
+    allow: frozenset[str] | set[str] = frozenset(),
+) -> ReportData:
+    """Everything the template needs, from stored rows only. `allow`: measurement mismatches
+    allowed by name (harness.measurement); a pair measured differently otherwise gets no
+    comparison, only a note saying why."""
     suites = sorted(set(base) | set(cand or {}))
     notes: list[str] = []
     rows: list[MetricRow] = []
@@ -85,17 +95,20 @@ def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None
         ra, rb = base.get(name), (cand or {}).get(name)
         if cand is not None and (ra is None or rb is None):
             notes.append(f"suite '{name}' was run only for the {'candidate' if ra is None else 'base'}")
-        suite_rows = _metric_rows(store, name, ra, rb, notes)
+        suite_rows = _metric_rows(store, name, ra, rb, notes, allow)
         for r in suite_rows:
             r.checks = checks.get((name, r.metric), [])
         rows += suite_rows
         suites_data.append(_examples(store, name, ra, rb, suite_rows))
         if ra is not None and rb is not None and suites_data[-1].get("contaminated"):
-            clean.append(_clean_board(store, name, ra, rb, set(suites_data[-1]["contaminated"])))
+            clean.append(_clean_board(store, name, ra, rb, set(suites_data[-1]["contaminated"]), allow))
     sides = [_side("base" if cand else "model", base, store)]
     if cand is not None:
         sides.append(_side("candidate", cand, store))
     training = _training(store, sides)
+    from reports.latency import latency_section
+
+    latency = latency_section(store, [(s["label"], s["model"]["model_id"]) for s in sides])
     title = " vs ".join(s["model"]["spec"] for s in sides)
     return ReportData(
         title=title,
@@ -108,18 +121,29 @@ def collect(store: Store, base: Side, cand: Side | None, gate: GateResult | None
         notes=notes,
         versions=_versions(),
         clean=clean,
+        latency=latency,
     )
 
 
-def _clean_board(store: Store, suite: str, ra: RunRecord, rb: RunRecord, bad: set[str]) -> dict[str, Any]:
+def _clean_board(
+    store: Store, suite: str, ra: RunRecord, rb: RunRecord, bad: set[str], allow: frozenset[str] | set[str]
+) -> dict[str, Any]:
     """The suite's paired comparison again, without the examples found in training data."""
-    comps = compare_runs(store, ra.run_id, rb.run_id, k=0, exclude=bad)[2]
+    try:
+        comps = compare_runs(store, ra.run_id, rb.run_id, k=0, exclude=bad, allow=allow)[2]
+    except UserError:  # measured differently: the main board already says why
+        comps = []
     n = max((c.paired.n for c in comps), default=0)
     return {"suite": suite, "n_clean": n, "n_contaminated": len(bad), "comparisons": comps}
 
 
 def _metric_rows(
-    store: Store, suite: str, ra: RunRecord | None, rb: RunRecord | None, notes: list[str]
+    store: Store,
+    suite: str,
+    ra: RunRecord | None,
+    rb: RunRecord | None,
+    notes: list[str],
+    allow: frozenset[str] | set[str] = frozenset(),
 ) -> list[MetricRow]:
     by_metric: dict[str, MetricRow] = {}
     for side, run in (("base", ra), ("cand", rb)):
@@ -135,10 +159,14 @@ def _metric_rows(
             setattr(row, f"{side}_errors", m.n_errors)
     if ra is not None and rb is not None:
         try:
-            comps = compare_runs(store, ra.run_id, rb.run_id, k=0)[2]
-        except UserError as e:  # e.g. the suite's data changed between the two runs
+            comps = compare_runs(store, ra.run_id, rb.run_id, k=0, allow=allow)[2]
+        except UserError as e:  # measured differently (harness.measurement), or unlike suites
             notes.append(f"suite '{suite}': no paired comparison ({e})")
             comps = []
+        from harness.api import comparability_record
+        from harness.measurement import comparability_lines
+
+        notes.extend(f"suite '{suite}': {line}" for line in comparability_lines(comparability_record(comps)))
         for c in comps:
             by_metric[c.metric].comparison = c
     return list(by_metric.values())

@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from harness.gate.evaluate import DELTA_CHECKS
 from harness.secrets import scrub
 from harness.stats import QUANTITY
 from reports import charts
@@ -70,6 +71,7 @@ def render_html(data: ReportData, store_path: str) -> str:
         "score_charts": _score_charts(data.rows, two),
         "forest": Markup(_forest(data.rows)) if two else None,
         "training": _training_charts(data.training),
+        "latency": data.latency,
         "dist_charts": _dist_charts(payload, two),
         "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         "js": Markup(js),
@@ -163,13 +165,24 @@ def _gate(data: ReportData) -> dict[str, Any] | None:
             "metric": c.metric,
             "check": c.check,
             "threshold": f"{c.threshold:g}",
-            "observed": f"{c.observed:.4g}",
+            "observed": "–" if c.check in ("max_drop", "min_delta") else f"{c.observed:.4g}",
+            # one sign convention with compare and the scoreboard: candidate − baseline
+            "delta": f"{c.comparison.paired.delta:+.4g}"
+            if c.comparison is not None and c.check in DELTA_CHECKS
+            else "–",
             "reason": c.reason,
         }
         for c in sorted(g.checks, key=lambda c: c.passed)
     ]
     n_passed = sum(c["passed"] for c in checks)
-    return {"policy": g.policy, "passed": g.passed, "checks": checks, "n": len(checks), "n_passed": n_passed}
+    return {
+        "policy": g.policy,
+        "passed": g.passed,
+        "checks": checks,
+        "n": len(checks),
+        "n_passed": n_passed,
+        "warnings": list(g.warnings),
+    }  # fmt: skip  (underpowered suites, degenerate outputs)
 
 
 def _score_charts(rows: list[MetricRow], two: bool) -> list[tuple[str, list[Markup]]]:

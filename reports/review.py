@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,8 @@ from pydantic import Field
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
 from harness.store import Store
+from harness.suite import parse_json_line
+from harness.textfile import read_utf8
 from reports.collect import _cut
 from reports.render import TEMPLATES, _env, embed_json
 
@@ -144,16 +147,26 @@ def import_labels(store: Store, path: Path) -> dict[str, Any]:
         raise UserError("labels file not found", path=path)
     pages: dict[str, dict[str, Any]] = {}
     rows = []
-    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, raw in enumerate(read_utf8(path).splitlines(), start=1):  # bad UTF-8: located
         if not raw.strip():
             continue
-        try:
-            rec = json.loads(raw)
-        except ValueError as e:
-            raise UserError(f"invalid JSON: {e}", path=path, line=n) from None
+        rec = parse_json_line(raw, path, n)  # bad JSON or nesting past the limit: located
+        if not isinstance(rec, dict):
+            raise UserError(f"expected a JSON object, got {type(rec).__name__}", path=path, line=n)
         for key, typ in _FIELDS.items():
-            if not isinstance(rec.get(key), typ):
+            # `true` is an int to Python; never a slot (or, below, a score) of 1
+            if not isinstance(rec.get(key), typ) or isinstance(rec.get(key), bool):
                 raise UserError(f"'{key}' must be a {typ.__name__}", path=path, line=n, field=key)
+        for key in ("note", "labelled_at"):
+            if not isinstance(rec.get(key), str | None):
+                raise UserError(f"'{key}' must be a string or null", path=path, line=n, field=key)
+        if rec.get("labelled_at") is not None:
+            try:
+                datetime.fromisoformat(rec["labelled_at"].replace("Z", "+00:00"))
+            except ValueError:
+                raise UserError(
+                    "'labelled_at' must be an ISO 8601 time", path=path, line=n, field="labelled_at"
+                ) from None
         rid = rec["review_id"]
         if rid not in pages:
             row = store.db.execute(
@@ -171,7 +184,12 @@ def import_labels(store: Store, path: Path) -> dict[str, Any]:
         if slots is None or not 0 <= rec["slot"] < len(slots) or crit is None:
             raise UserError("example, slot or criterion is not on that review page", path=path, line=n)
         score = rec.get("score")
-        if not (isinstance(score, int | float) and crit["min"] <= score <= crit["max"]):
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not math.isfinite(score)
+            or not crit["min"] <= score <= crit["max"]
+        ):
             raise UserError(f"score must be {crit['min']}..{crit['max']}", path=path, line=n, field="score")
         rows.append((rid, slots[rec["slot"]], rec["example_id"], rec["reviewer"], rec["criterion"],
                      float(score), rec.get("note"), rec["slot"], rec.get("labelled_at")))  # fmt: skip

@@ -35,4 +35,4 @@ if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
   "${PIP[@]}" --find-links "$WHEELS" "llama-cpp-python[server]==0.3.36"
 fi
 # Side environments (tests/envs.py): dependencies cached by a hash of pyproject.toml.
-.venv/bin/python tests/envs.py core deepeval 2> >(grep -v "is ignored: it is neither" >&2)
+.venv/bin/python tests/envs.py core deepeval vllm 2> >(grep -v "is ignored: it is neither" >&2)

@@ -7,4 +7,4 @@ bash scripts/setup.sh
 bash scripts/setup-test.sh
 bash scripts/lint.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=20 "$@"

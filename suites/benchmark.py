@@ -25,6 +25,7 @@ from harness.paths import cache_dir
 from harness.store import GenerationRow, ScoreRow
 from suites.base import SUITE_KINDS, BoundMetric, Example, Request, SuiteConfig, SuiteKind
 from suites.benchmark_run import quiet_lm_eval, run_entries
+from suites.benchmark_tasks import _SHIPPED as SHIPPED_TASKS
 from suites.benchmark_tasks import check_include_dir, load_entries
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,10 @@ class BenchmarkSuite(SuiteKind):
         return self._manifest
 
     def bind_metrics(self) -> list[BoundMetric]:
-        include = [(self.path.parent / p).resolve() for p in self.config.include_path]
+        include = [  # inside the suite's folder, a data root, or the tasks tunegate ships
+            self.local_path(p, ("include_path", i), extra_roots=(SHIPPED_TASKS,))
+            for i, p in enumerate(self.config.include_path)
+        ]
         with quiet_lm_eval():
             for i, folder in enumerate(include):
                 check_include_dir(folder, self.doc, ("include_path", i))
@@ -159,6 +163,21 @@ class BenchmarkSuite(SuiteKind):
             for entry in self.entries
             for task in entry.leaves.values()
         }
+
+    def measurement_facts(self) -> dict[str, Any]:
+        """lm-eval's version, the task configs (few-shot apart) and the few-shot count per task."""
+        from importlib import metadata
+
+        from harness.measurement import digest
+
+        configs, fewshot = {}, {}
+        for entry in self.entries:
+            for leaf, task in entry.leaves.items():
+                cfg = json.loads(_config_text(task))
+                own = cfg.pop("num_fewshot", None)
+                configs[leaf] = cfg
+                fewshot[leaf] = self.config.num_fewshot if self.config.num_fewshot is not None else own
+        return {"lm_eval": metadata.version("lm_eval"), "tasks": digest(configs), "fewshot": fewshot}
 
     def request(self, example: Example) -> Request:
         raise NotImplementedError("benchmark suites run through execute_run (lm-eval's own loop)")

@@ -93,6 +93,8 @@ class JudgeSuite(TaskSuite):
                 spec.endpoint.resolved_base_url()
             except UserError as e:
                 raise self.doc.error(e.detail, ("judge", "endpoint")) from None
+        if spec.sanity:  # read after the run: a path outside the suite's folder fails now
+            self.local_path(spec.sanity, ("judge", "sanity"))
         base = {"name": f"judge:{kind}", "args": self._judge_args(kind)}
         if kind == "deepeval":
             from harness.extras import require

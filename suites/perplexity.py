@@ -65,7 +65,7 @@ class PerplexitySuite(SuiteKind):
     config: PerplexityConfig
 
     def data_path(self) -> Path:
-        return (self.path.parent / self.config.data).resolve()
+        return self.local_path(self.config.data, ("data",))
 
     def bind_metrics(self) -> list[BoundMetric]:
         spec = {

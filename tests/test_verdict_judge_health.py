@@ -185,3 +185,35 @@ def test_real_llama_judge_health_matches_its_stored_scores(llama, tmp_path):
     r = _gate(tmp_path, db, base, cand, "rules:\n  - {suite: jh, metric: total, max_drop: 4}\n")
     # healthy or not, the verdict names the judge's state
     assert r.returncode in (0, 1) and "judge" in r.stdout
+
+
+def _score_by_question(body: dict) -> str:
+    """A judge that grades the question, not the answer: scores spread over the suite (0..4), but
+    a reference and a wrong answer to one question get the same score."""
+    from tests.fake_openai import answer_for
+
+    text = json.dumps(body.get("messages"), ensure_ascii=False)
+    k = next((i for i, (_, q, _) in enumerate(QA) if q in text), 0)
+    fmt = body.get("response_format") or {}
+    schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
+    out = answer_for(schema)
+    for name, prop in ((schema or {}).get("properties") or {}).items():
+        if prop.get("type") in ("integer", "number"):
+            out[name] = k % 5
+    return json.dumps(out)
+
+
+def test_judge_that_cannot_tell_reference_from_wrong_fails_the_default(server, tmp_path):
+    # #21: spread scores and no parse failures passed before; a sanity separation of +0.00 is not health
+    server.reset(reply=_score_by_question)
+    db, base, cand = _two_runs(tmp_path, _suite(tmp_path, _rubric(server.base_url)), server.base_url)
+    for h in _health(db):
+        assert h["parse_failures"] == 0 and h["distinct_scores"] >= 2
+        assert h["sanity"]["separation"] == 0.0 and h["sanity"]["tells_apart"] is False
+    r = _gate(tmp_path, db, base, cand, "rules:\n  - {suite: jh, metric: total, max_drop: 4}\n")
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 1, r.stdout
+    assert "cannot tell reference from wrong answers" in out and "separation +0.00" in out
+    assert "judge healthy" not in out
+    shown = run_cli("show", _health(db)[0]["run_id"], "--db", str(db))
+    assert "unhealthy: sanity set: cannot tell reference from wrong answers" in " ".join(shown.stdout.split())

@@ -322,3 +322,44 @@ def test_llamafactory_preset_reproduces_compute_similarity(tmp_path) -> None:
         assert got == pytest.approx(expected[m.name], abs=TOL), m.name
         assert statistics.fmean(got) == pytest.approx(statistics.fmean(expected[m.name]), abs=TOL)
     assert max(expected["rouge-l"]) == 100.0 and min(expected["bleu-4"]) < 100.0  # the pairs vary
+
+
+# --- #21: to_simplified and tokenize on every text metric, corpus metrics included -----------------
+
+TRAD, SIMP = "我們的客服會在三個工作日內處理退款。", "我们的客服会在三个工作日内处理退款。"
+
+
+@pytest.mark.parametrize("name", ["rouge1", "rougeL", "bleu", "chrf", "corpus_bleu", "corpus_chrf"])
+def test_to_simplified_on_every_text_metric(name: str) -> None:
+    plain, t2s = score(name, TRAD, [SIMP]), score(name, TRAD, [SIMP], to_simplified=True)
+    same = score(name, SIMP, [SIMP])
+    assert plain.value is not None and plain.value < same.value  # traditional ≠ simplified by default
+    assert t2s.value == pytest.approx(same.value, abs=TOL)  # …and equal once converted (t2s)
+    assert METRICS.build(name, {}).spec["args"]["to_simplified"] is False
+
+
+def test_corpus_bleu_follows_tokenize_auto_like_bleu() -> None:
+    from harness import corpus
+    from harness.stats import ScoreArrays, aggregate
+
+    hyps = [p for p, _ in ZH_CASES if p]
+    refs = [r[0] for p, r in ZH_CASES if p]
+    built = METRICS.build("corpus_bleu", {})
+    assert built.spec["args"]["tokenize"] == "auto"
+    rows = [built.unit(h, ExampleView([r])) for h, r in zip(hyps, refs)]
+    arr = ScoreArrays(
+        [r.value for r in rows],
+        stats=[r.detail["stats"] for r in rows],
+        corpus=corpus.statistic("corpus_bleu", built.spec["args"]),
+    )
+    expected = sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh").score
+    assert aggregate(arr, "corpus_bleu") == pytest.approx(expected, abs=TOL)
+    assert expected != pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)  # 13a differs on zh
+    assert "tok:auto(zh|13a)" in rows[0].detail["signature"]
+    # English references under auto: sacreBLEU's 13a, number for number
+    en_h, en_r = ["the cat sat on the mat", "a dog"], ["the cat is on the mat", "the dog"]
+    en = [built.unit(h, ExampleView([r])) for h, r in zip(en_h, en_r)]
+    en_arr = ScoreArrays([r.value for r in en], stats=[r.detail["stats"] for r in en], corpus=arr.corpus)
+    assert aggregate(en_arr, "corpus_bleu") == pytest.approx(
+        sacrebleu.corpus_bleu(en_h, [en_r]).score, abs=TOL
+    )

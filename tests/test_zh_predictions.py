@@ -107,10 +107,11 @@ def test_null_prediction_is_an_error_not_zero(tmp_path):
 
 
 def test_llamafactory_generated_predictions_match_by_order(tmp_path):
-    suite = write_suite(
+    suite = write_suite(  # the data beside the suite file: a suite reads only inside its folder
         tmp_path / "s",
-        "name: lf\nkind: task\ndata: " + str(SUITE.data_path()) + "\nprompt: '{{ question }}'\n"
+        "name: lf\nkind: task\ndata: data.jsonl\nprompt: '{{ question }}'\n"
         "reference: answer\nmetrics: [llamafactory, token_f1]\n",
+        SUITE.data_path().read_text(encoding="utf-8"),
     )
     recs = [
         {

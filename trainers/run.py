@@ -55,7 +55,9 @@ def run_training(
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # logs go to the store and our progress line
-        with Store(db) as store:
+        # One DuckDB thread, so writing a log row never wakes a worker pool beside torch's
+        # OpenMP threads: on a small CPU any extra runnable thread stalls the whole step.
+        with Store(db, threads=1) as store:
             mark_dead_training_runs(store)
             start_training_run(
                 store,
@@ -71,9 +73,6 @@ def run_training(
                 git_sha=_git_sha(),
                 host=job.host(),
             )
-            # One DuckDB thread, so writing a log row never wakes a worker pool beside torch's
-            # OpenMP threads: on a small CPU any extra runnable thread stalls the whole step.
-            store.db.execute("SET threads TO 1")
             log_cb.store = store
             for cb in cbs:  # suites evaluated during training store runs linked to this run
                 if isinstance(cb, EvalSuiteCallback):

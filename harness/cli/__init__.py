@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -16,6 +18,7 @@ from harness.cli import (
     gate,
     import_cmd,
     judge_cmd,
+    load_cmd,
     quickstart,
     report,
     results,
@@ -67,8 +70,21 @@ def _root(
         help="Run Python that suites bring (lm-eval `!function`, hf_evaluate modules); refused "
         "otherwise (env: TUNEGATE_TRUST_CODE=1).",
     ),
+    data_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data-root",
+            help="Let suites read files under DIR too (data, templates, include_path); by default a "
+            "suite reads only inside its own folder (env: TUNEGATE_DATA_ROOT).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluation-first harness for LLM fine-tuning."""
+    if data_root:
+        from harness.data_root import allow_data_root
+
+        for d in data_root:
+            allow_data_root(d)
     if trust_code:
         from harness.trust import trust_code as trust
 
@@ -93,6 +109,7 @@ app.command("review")(review_cmd.review_cmd)
 app.command("score")(score.score_cmd)
 app.add_typer(db_cmd.app, name="db")
 app.command("sweep")(sweep.sweep_cmd)
+app.command("load")(load_cmd.load_cmd)
 
 
 def main() -> None:
@@ -228,7 +245,13 @@ def _say_interrupted(runs: list[tuple[str, str, str]]) -> None:
         console_err.print("[yellow]interrupted[/] before any run was stored: nothing to resume")
     for kind, ref, db in runs:
         on_db = "" if db == str(DEFAULT_DB) else f" --db {db}"
-        if kind == "run":
+        if kind == "load":
+            console_err.print(
+                f"[yellow]interrupted[/]: load run {ref} keeps its completed levels; continue with "
+                f"`tunegate load --resume {ref}{on_db}`",
+                highlight=False,
+            )
+        elif kind == "run":
             console_err.print(
                 f"[yellow]interrupted[/]: run {ref} keeps its finished batches; continue with "
                 f"`tunegate run --resume {ref}{on_db}`",

@@ -19,6 +19,16 @@ console_err.soft_wrap = not console_err.is_terminal
 DbOption = Annotated[
     Path, typer.Option("--db", help="DuckDB store file.", envvar="TUNEGATE_DB", show_default=True)
 ]
+
+
+AllowMismatchOption = Annotated[
+    list[str],
+    typer.Option(
+        "--allow-mismatch",
+        help="Compare runs measured differently on purpose, for this field (repeatable): data, prompt, "
+        "generation, metric, judge, scoring, tokenizer, window, fewshot, lm_eval. Every output shows it.",
+    ),
+]
 DEFAULT_DB = Path("tunegate.duckdb")
 
 

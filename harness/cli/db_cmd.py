@@ -43,7 +43,8 @@ def export_cmd(
     from harness.store import Store
     from harness.store.export import export_store
 
-    with Store(db, must_exist=True) as store:
+    # the one folder SQL may write into: the store itself can reach no other file
+    with Store(db, must_exist=True, write_dir=folder) as store:
         files = export_store(store, folder, fmt)
     for path, n in files:
         console.print(f"{path}  {n} rows", highlight=False, markup=False)

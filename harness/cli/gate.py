@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 from rich.markup import escape
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
+from harness.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console, console_err
 from harness.errors import UserError
+from harness.measurement import parse_allow
 
 if TYPE_CHECKING:
     from harness.config import LocatedYaml
@@ -37,8 +38,13 @@ def gate_cmd(
         ),
     ] = "any",
     json: Annotated[bool, typer.Option("--json", help="Print the verdict and checks as JSON.")] = False,
+    allow_mismatch: AllowMismatchOption = [],  # noqa: B006 (typer reads the default; never mutated)
 ) -> None:
     """Gate CANDIDATE against BASELINE with POLICY, from stored runs only.
+
+    Runs measured differently (suite data or prompt, generation parameters, metric versions,
+    judge, scoring convention, tokenizer, window, few-shot) are refused, exit 2, unless the field
+    is allowed with --allow-mismatch or the policy's allow_mismatch.
 
     Candidates of several models (or best:SUITE/METRIC from a sweep) are gated one by one
     against the same baseline, with a leaderboard; --require any|all decides the exit code."""
@@ -59,7 +65,7 @@ def gate_cmd(
             req = cast("Require", require)  # checked to be any or all above
             code = _gate_many(store, pol, doc, baseline, groups, suite, req, junit, summary, html)
             raise typer.Exit(code)
-        result = run_gate(store, pol, doc, baseline, candidate, suite)
+        result = run_gate(store, pol, doc, baseline, candidate, suite, allow=parse_allow(allow_mismatch))
         if html:
             from reports import write_report
 

@@ -26,7 +26,11 @@ ELLIPSIS = "…"
 GAP = 2  # cells between two columns
 VERDICT_SYMBOL = {"better": "▲", "worse": "▼", "no_change": "·"}
 VERDICT_STYLE = {"better": "green", "worse": "red", "no_change": "dim"}
-VERDICT_LEGEND = "▲ better  ▼ worse  · no significant change (the 95% CI of the delta excludes 0, or not)"
+VERDICT_LEGEND = (
+    "delta = candidate − baseline, in the metric's units (a perplexity rise is a positive delta and worse); "
+    "▲ better / ▼ worse: the 95% CI of the delta excludes 0; · no significant change: the CI includes 0"
+)
+DELTA_LEGEND = "delta = candidate − baseline, in the metric's units, as `compare` prints it"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,15 @@ def quickstart_cmd(
         result = run_gate(store, policy, doc, [o.run_id for o in base], [o.run_id for o in cand])
         html = write_report(store, None, Path(db).with_name("quickstart-report.html"), gate=result)
     report_gate(result)  # the verdict is the demo; quickstart itself exits 0 either way
+    if any(c.check == "judge_health" and not c.passed for c in result.checks):
+        console.print(
+            "note: judge-qa is graded by the bundled 135M model, which cannot tell the sanity set's "
+            "reference answers from wrong ones, so its verdicts are not evidence and the gate says so. "
+            "Point TUNEGATE_JUDGE_BASE_URL (and TUNEGATE_JUDGE_MODEL) at an OpenAI-compatible server "
+            "to grade with a real judge.",
+            highlight=False,
+            markup=False,
+        )
     console.print(f"HTML report: {html}", highlight=False)
     console.print(
         f"\nstored in {db}: `tunegate runs --db {db}`, `tunegate show RUN_ID`, or SQL, e.g.\n"

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from harness.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console
 from harness.errors import UserError
+from harness.measurement import parse_allow
 
 HtmlOption = Annotated[
     Path | None, typer.Option("--html", help="Also write the HTML report (one self-contained file) here.")
@@ -34,6 +35,7 @@ def report_cmd(
         list[str] | None,
         typer.Option("--sweep", help="Also draw this checkpoint sweep's metric vs step (sweep id)."),
     ] = None,
+    allow_mismatch: AllowMismatchOption = [],  # noqa: B006 (typer reads the default; never mutated)
 ) -> None:
     """Write an HTML report: lineage, scoreboard with CIs, charts, per-example viewer.
 
@@ -65,7 +67,7 @@ def report_cmd(
             return
     from reports import write_report
 
-    path = write_report(db, refs or [], output, policy=policy)
+    path = write_report(db, refs or [], output, policy=policy, allow=parse_allow(allow_mismatch))
     announce(path)
 
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from harness.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console
+from harness.measurement import parse_allow
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -56,7 +57,11 @@ def show_cmd(
         rec = show_record(store, run_id)
         contamination = summary_line(store, rec["run"]["suite_id"], rec["run"]["suite"])
         health = get_health(store, rec["run"]["run_id"])
+        from harness.store.load import quality_latency
+
+        latency = quality_latency(store, rec["run"]["run_id"])  # issue #26: said for what it is
     if json:
+        rec = {**rec, "latency": latency}
         print_json({**rec, "judge_health": health} if health else rec)
         return
     print_show(rec)
@@ -64,15 +69,28 @@ def show_cmd(
         console.print(contamination, highlight=False, markup=False)
     if health:
         console.print(health_line(health), highlight=False, markup=False, soft_wrap=True)
+    if latency:
+        console.print(
+            f"latency: mean {latency['mean_s']:.3g} s, p95 {latency['p95_s']:.3g} s over {latency['n']} "
+            f"generations — {latency['what']}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def compare_cmd(
-    baseline: Annotated[str, typer.Argument(help="Baseline run id.")],
+    baseline: Annotated[str, typer.Argument(help="Baseline run id or model (id or spec, as for gate).")],
     candidate: Annotated[
         list[str],
-        typer.Argument(help="Candidate run id; several run ids or models: a leaderboard against BASELINE."),
+        typer.Argument(
+            help="Candidate run id or model; several run ids or models: a leaderboard against BASELINE."
+        ),
     ],
     db: DbOption = DEFAULT_DB,
+    suite: Annotated[
+        str | None, typer.Option("--suite", help="The suite to compare when two models share several.")
+    ] = None,
     top: Annotated[int, typer.Option(help="Most-regressed examples to list per metric.")] = 5,
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write the HTML report of the two runs here.")
@@ -85,9 +103,14 @@ def compare_cmd(
         ),
     ] = "auto",
     ci: Annotated[str, typer.Option(help="Interval of the delta: auto, bootstrap, bca, t.")] = "auto",
+    allow_mismatch: AllowMismatchOption = [],  # noqa: B006 (typer reads the default; never mutated)
     json: JsonOption = False,
 ) -> None:
-    """Paired comparison of CANDIDATE against BASELINE on the examples both scored."""
+    """Paired comparison of CANDIDATE against BASELINE on the examples both scored.
+
+    The two runs must have been measured the same way (suite data and prompt, generation
+    parameters, metric versions, judge, scoring convention, tokenizer, window, few-shot): a pair
+    that differs is refused (exit 2) unless the field is allowed with --allow-mismatch."""
     from harness.api import compare_record
     from harness.cli.output import print_json
     from harness.cli.views import print_comparison as show_comparison
@@ -97,13 +120,18 @@ def compare_cmd(
     if len(candidate) > 1:
         _compare_many(baseline, candidate, db, html)
         return
+    allow = parse_allow(allow_mismatch)
     with Store(db, must_exist=True) as store:
-        rec = compare_record(store, baseline, candidate[0], top=top, test=test, ci=ci)
+        rec = compare_record(
+            store, baseline, candidate[0], top=top, test=test, ci=ci, allow=allow, suite=suite
+        )
         contamination = summary_line(store, rec["baseline"]["suite_id"], rec["suite"])
         if html:
             from reports import write_report
 
-            path = write_report(store, [rec["baseline"]["run_id"], rec["candidate"]["run_id"]], html)
+            path = write_report(
+                store, [rec["baseline"]["run_id"], rec["candidate"]["run_id"]], html, allow=allow
+            )
     if json:
         print_json(rec)
         return
@@ -137,13 +165,14 @@ def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | N
 
 def print_comparison(ra: RunRecord, rb: RunRecord, comps: Sequence[MetricComparison], top: int = 5) -> None:
     """A paired comparison already computed (train, quickstart): printed as `compare` prints it."""
-    from harness.api import comparison_records, run_record
+    from harness.api import comparability_record, comparison_records, run_record
     from harness.cli.views import print_comparison as show_comparison
 
     rec = {
         "suite": ra.suite_name,
         "baseline": run_record(ra),
         "candidate": run_record(rb),
+        "comparability": comparability_record(comps),
         "metrics": comparison_records(comps),
     }
     show_comparison(rec, top)

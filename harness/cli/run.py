@@ -89,6 +89,13 @@ def run_cmd(
             "writing one store each; join them with `tunegate db merge`.",
         ),
     ] = None,
+    require_ids: Annotated[
+        bool,
+        typer.Option(
+            "--require-ids",
+            help="A predictions: model whose records have no id is refused instead of matched by position.",
+        ),
+    ] = False,
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
     from harness.models.batching import parse_batch_size
@@ -104,6 +111,8 @@ def run_cmd(
         model, suite = _resume_target(db, resume, model, suite)
     if not model or not suite:
         raise UserError("give --model and at least one --suite (or --resume RUN_ID)")
+    if require_ids and model.startswith("predictions:") and "match=" not in model:
+        model += ("&" if "?" in model else "?") + "match=id"
     if resume and len(suite) != 1:
         raise UserError("--resume continues one run: give one --suite (or none)")
     from harness.cli.candidates import read_candidates_file

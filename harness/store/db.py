@@ -19,6 +19,8 @@ from harness.errors import StoreLocked, UserError
 from harness.secrets import scrub
 from harness.store.liveness import shown_status, this_host, utc_now
 from harness.store.migrations import MIGRATIONS
+from harness.store.safety import check_schema
+from harness.store.safety import connect as safe_connect
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,22 @@ class Store:
     default_wait: float = 0.0
     """Seconds to retry a store locked by another process (the CLI's --wait)."""
 
-    def __init__(self, path: str | Path, *, must_exist: bool = False, wait: float | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        must_exist: bool = False,
+        wait: float | None = None,
+        attach: Sequence[Path] = (),
+        write_dir: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """`attach`: other stores this connection may ATTACH (`db merge`); `write_dir`: the one
+        folder it may write files into (`db export`). No other file is reachable from SQL.
+        `threads`: DuckDB's worker threads (the configuration is locked once open)."""
         self.path = Path(path)
+        self._threads = threads
+        self._allowed = ([p.resolve() for p in attach], [write_dir.resolve()] if write_dir else [])
         if must_exist and not self.path.exists():
             raise UserError(f"no tunegate store at {self.path} (run `tunegate run` first or pass --db)")
         self.read_only_reason: str | None = None
@@ -121,10 +137,14 @@ class Store:
         self._check_intact()
         self.db = self._connect(Store.default_wait if wait is None else wait)
         try:
+            check_schema(self.db, self.path)  # before any statement reads or writes a table
             self._migrate()
         except duckdb.Error as e:
             self.db.close()
             raise self._open_error(e, 0) from None
+        except UserError:
+            self.db.close()
+            raise
 
     def _check_intact(self) -> None:
         """Refuse a truncated file before a read-write open, which would write into it.
@@ -136,7 +156,7 @@ class Store:
         if not self.path.is_file() or self.path.stat().st_size == 0 or wal.exists():
             return  # new, or with a log to replay first: DuckDB itself checks those
         try:
-            con = duckdb.connect(str(self.path), read_only=True)
+            con = safe_connect(self.path, read_only=True)
         except duckdb.Error as e:
             if _is_lock(e):
                 return  # a writer holds it: the read-write open reports the lock (and waits)
@@ -162,7 +182,14 @@ class Store:
         deadline, delay = time.monotonic() + wait, 0.05
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                allowed_paths, allowed_dirs = self._allowed
+                return safe_connect(
+                    self.path,
+                    read_only=read_only,
+                    allowed_paths=allowed_paths,
+                    allowed_dirs=allowed_dirs,
+                    threads=self._threads,
+                )
             except duckdb.Error as e:
                 left = deadline - time.monotonic()
                 if not _is_lock(e) or left <= 0:
@@ -260,7 +287,7 @@ class Store:
         self.db.execute(
             "INSERT INTO models (model_id, spec, kind, fingerprint, base_model_id, adapter_path,"
             " load_options) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [model_id, spec, kind, fingerprint, base_model_id, adapter_path, _j(load_options)],
+            [model_id, scrub(spec), kind, fingerprint, base_model_id, adapter_path, _j(load_options)],
         )
 
     def upsert_suite(
@@ -303,12 +330,13 @@ class Store:
         host: str,
         n_examples: int,
         metrics: Sequence[tuple[str, dict[str, Any], str, bool, bool]],
+        measurement: dict[str, Any] | None = None,
     ) -> None:
         with self.transaction():
             self.db.execute(
                 "INSERT INTO runs (run_id, model_id, suite_id, status, config, seed, versions,"
-                " git_sha, host, started_at, n_examples, pid, heartbeat_at)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, current_timestamp, ?, ?, ?)",
+                " git_sha, host, started_at, n_examples, pid, heartbeat_at, measurement)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, current_timestamp, ?, ?, ?, ?)",
                 [
                     run_id,
                     model_id,
@@ -321,6 +349,7 @@ class Store:
                     n_examples,
                     os.getpid(),
                     utc_now(),
+                    _j(measurement),
                 ],
             )
             self.db.executemany(
@@ -501,6 +530,42 @@ class Store:
             part = rows[start : start + chunk]
             params = [v for row in part for v in row]
             self.db.execute(f"{insert} VALUES {', '.join([one] * len(part))}", params)
+
+    # -- how a run measured (harness.measurement) -------------------------------------------
+    def measurement(self, run_id: str) -> dict[str, Any]:
+        """The run's measurement record; for a run stored before records existed, the part that
+        can be rebuilt from its suite config and metric specs (marked `legacy`)."""
+        from harness.measurement import legacy_record
+
+        row = one_row(
+            self.db.execute(
+                "SELECT r.measurement, s.kind, s.config FROM runs r JOIN suites s USING (suite_id)"
+                " WHERE r.run_id = ?",
+                [run_id],
+            )
+        )
+        if row[0]:
+            return dict(json.loads(row[0]))
+        specs = {m["metric"]: m["spec"] for m in self.run_metrics(run_id)}
+        return legacy_record(row[1], json.loads(row[2] or "{}"), specs)
+
+    def scored_token_differences(self, run_a: str, run_b: str) -> tuple[int, int, str | None, Any, Any]:
+        """Paired examples whose log-likelihood rows scored a different number of tokens:
+        (differing, paired, first differing example id, its count in a, in b)."""
+        cur = self.db.execute(
+            "WITH t AS (SELECT e.run_id, e.example_id,"
+            " TRY_CAST(json_extract_string(g.result, '$.n_tokens') AS BIGINT) AS n"
+            " FROM run_examples e JOIN generations g USING (cache_key)"
+            " WHERE e.run_id IN (?, ?) AND e.error IS NULL AND g.result IS NOT NULL)"
+            " SELECT a.example_id, a.n, b.n FROM t a JOIN t b USING (example_id)"
+            " WHERE a.run_id = ? AND b.run_id = ? AND a.n IS NOT NULL AND b.n IS NOT NULL"
+            " ORDER BY (a.n = b.n), a.example_id",
+            [run_a, run_b, run_a, run_b],
+        )
+        rows = cur.fetchall()
+        bad = [r for r in rows if r[1] != r[2]]
+        first = bad[0] if bad else (None, None, None)
+        return len(bad), len(rows), first[0], first[1], first[2]
 
     # -- reading results ------------------------------------------------------------------
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ FORMATS = {"parquet": "(FORMAT PARQUET)", "csv": "(FORMAT CSV, HEADER)"}
 def export_store(store: Store, folder: Path, fmt: str) -> list[tuple[Path, int]]:
     """Write `folder/TABLE.{parquet,csv}` for every table; returns (file, rows) per table.
 
-    JSON columns are written as their JSON text. DuckDB writes the files itself: no pyarrow.
+    JSON columns are written as their JSON text. DuckDB writes the files itself: no pyarrow. The
+    store must be open with `write_dir=folder` (external access is off for everything else).
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; known: {', '.join(FORMATS)}", field="format")
@@ -30,8 +31,9 @@ def export_store(store: Store, folder: Path, fmt: str) -> list[tuple[Path, int]]
     out = []
     for t in tables:
         path = folder / f"{t}.{fmt}"
+        target = str(path.resolve())  # allowed_directories matches absolute paths
         store.db.execute(
-            f"COPY (SELECT * FROM \"{t}\") TO '{str(path).replace(chr(39), chr(39) * 2)}' {FORMATS[fmt]}"
+            f"COPY (SELECT * FROM \"{t}\") TO '{target.replace(chr(39), chr(39) * 2)}' {FORMATS[fmt]}"
         )
         out.append((path, one_row(store.db.execute(f'SELECT count(*) FROM "{t}"'))[0]))
     return out

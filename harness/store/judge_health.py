@@ -13,8 +13,18 @@ COLUMNS = (
     "run_id", "judge", "judge_model", "n", "parse_failures", "parse_failure_rate", "consistency",
     "score_sd", "distinct_scores", "kappa", "kappa_n", "sanity", "detail",
 )  # fmt: skip
-DEFAULTS = {"max_parse_failures": 0.1, "min_consistency": 0.75, "min_distinct_scores": 2}
-"""What `judge_health: fail` (the policy default) holds every judge suite to."""
+DEFAULTS = {
+    "max_parse_failures": 0.1,
+    "min_consistency": 0.75,
+    "min_distinct_scores": 2,
+    "sanity_tells_apart": 1,
+}
+"""What `judge_health: fail` (the policy default) holds every judge suite to. `sanity_tells_apart`:
+when the suite has a sanity set, the judge must rank most references above their wrong answer,
+by at least SANITY_MIN_GAP of its scale."""
+SANITY_MIN_GAP = 0.1
+"""The smallest mean gap, reference minus wrong, as a share of the judge's score range (a pairwise
+judge's separation 2·win rate − 1 ranges over 2)."""
 
 
 def write_health(store: Store, row: dict[str, Any]) -> None:
@@ -52,6 +62,10 @@ def problems(h: dict[str, Any], limits: Mapping[str, float | None]) -> list[str]
     if lim is not None and h["judge"] != "pairwise" and h["n"] - (h["parse_failures"] or 0) >= 5:
         if (h["distinct_scores"] or 0) < lim:
             out.append(f"every answer got the same score ({h['distinct_scores']} distinct; spread 0)")
+    if limits.get("sanity_tells_apart") and h.get("sanity"):
+        why = sanity_problem(h["judge"], h["sanity"])
+        if why:
+            out.append(why)
     lim = limits.get("min_kappa")
     if lim is not None:
         if h["kappa"] is None:
@@ -68,6 +82,33 @@ def problems(h: dict[str, Any], limits: Mapping[str, float | None]) -> list[str]
     return out
 
 
+def sanity_problem(judge: str, sanity: dict[str, Any]) -> str | None:
+    """Why a judged sanity set shows the judge cannot tell reference from wrong answers (None: it can).
+
+    Recomputed from the stored numbers, so rows stored before this rule are held to it too."""
+    n = (sanity.get("n") or 0) - (sanity.get("errors") or 0)
+    sep = sanity.get("separation")
+    if sep is None or n <= 0:
+        return (
+            f"sanity set: no verdict on any of its {sanity.get('n') or 0} items (reference vs wrong answers)"
+        )
+    if judge == "pairwise":
+        rate = sanity.get("reference_win_rate")
+        majority, scale = rate is not None and rate > 0.5, 2.0
+        what = f"references won {rate:.0%} of the pairs" if rate is not None else "no win rate"
+    else:
+        higher = sanity.get("reference_higher")
+        majority, scale = higher is not None and higher > n / 2, float(sanity.get("scale") or 1.0)
+        what = f"{higher}/{n} references scored above their wrong answer"
+    gap = SANITY_MIN_GAP * scale
+    if majority and sep >= gap:
+        return None
+    return (
+        f"sanity set: cannot tell reference from wrong answers ({what}, separation {sep:+.2f}; "
+        f"needs most pairs ordered right and a gap >= {gap:g})"
+    )
+
+
 def health_line(h: dict[str, Any]) -> str:
     """One line for `show`: what the judge run measured, and what the default gate would say."""
     parts = [f"{h['parse_failures'] or 0}/{h['n']} unparseable"]
@@ -82,11 +123,11 @@ def health_line(h: dict[str, Any]) -> str:
     if h["kappa"] is not None:
         parts.append(f"kappa {h['kappa']:.2f} with {h['kappa_n']} human labels")
     sanity = h.get("sanity") or {}
-    if sanity.get("tells_apart") is not None:
+    if sanity:
         told = (
-            "tells reference from wrong answers"
-            if sanity["tells_apart"]
-            else "cannot tell reference from wrong answers"
+            "cannot tell reference from wrong answers"
+            if sanity_problem(h["judge"], sanity)
+            else "tells reference from wrong answers"
         )
         sep = sanity.get("separation")
         parts.append(f"sanity set: {told}" + (f" (separation {sep:.2f})" if sep is not None else ""))

@@ -70,7 +70,7 @@ def merge_stores(out: Path, inputs: list[Path]) -> MergeReport:
     created = not out.exists()
     report = MergeReport()
     try:
-        with Store(out) as store:
+        with Store(out, attach=inputs) as store:  # the inputs are the only files it may open
             store.require_writable()
             _merge(store.db, inputs, report)
     except BaseException:
@@ -87,7 +87,7 @@ def _merge(con: duckdb.DuckDBPyConnection, inputs: list[Path], report: MergeRepo
     try:
         for i, p in enumerate(inputs):
             alias = f"merge_in{i}"
-            con.execute(f"ATTACH '{_quote(str(p))}' AS {alias} (READ_ONLY)")
+            con.execute(f"ATTACH '{_quote(str(p.resolve()))}' AS {alias} (READ_ONLY)")
             aliases.append(alias)
         con.execute("BEGIN TRANSACTION")
         before = {t: _count(con, t) for t in tables}

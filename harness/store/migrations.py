@@ -257,3 +257,74 @@ def m005_verdict(db: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m006_measurement(db: duckdb.DuckDBPyConnection) -> None:
+    # Issue #21: how each run measured (harness.measurement), so compare/gate/report refuse a pair
+    # of runs measured differently. NULL for runs stored before: a partial record is rebuilt.
+    db.execute("ALTER TABLE runs ADD COLUMN measurement JSON")
+
+
+@migration
+def m007_load(db: duckdb.DuckDBPyConnection) -> None:
+    # Issue #26: load runs (`tunegate load`): a deployment's latency, throughput and errors under
+    # load, per request and per level, for the gate's load rules and the report's latency section.
+    db.execute(
+        """
+        CREATE TABLE load_runs (
+            load_run_id VARCHAR PRIMARY KEY,   -- 'l-' + random hex
+            model_id VARCHAR NOT NULL,         -- the endpoint (models row: spec, fingerprint)
+            suites JSON NOT NULL,              -- [{suite_id, name, path}] whose prompts are replayed
+            status VARCHAR NOT NULL,           -- running | completed | interrupted | failed
+            config JSON,                       -- levels, duration/requests, warmup, seed, endpoint facts
+            seed INTEGER,
+            versions JSON,
+            git_sha VARCHAR,
+            host VARCHAR,                      -- the machine that sent the load
+            pid INTEGER,
+            heartbeat_at TIMESTAMP,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            error VARCHAR
+        );
+        CREATE TABLE load_levels (
+            load_run_id VARCHAR NOT NULL,
+            level INTEGER NOT NULL,            -- position in the sweep (0 = first)
+            mode VARCHAR NOT NULL,             -- concurrency (closed loop) | rate (open loop, per second)
+            value DOUBLE NOT NULL,
+            status VARCHAR NOT NULL,           -- running | completed (a resume redoes a running level)
+            n_requests INTEGER,
+            n_errors INTEGER,
+            error_rate DOUBLE,
+            duration_s DOUBLE,                 -- first request sent to last one finished
+            requests_per_s DOUBLE,             -- successful requests per second of that window
+            output_tokens_per_s DOUBLE,
+            e2e_p50 DOUBLE, e2e_p90 DOUBLE, e2e_p95 DOUBLE, e2e_p99 DOUBLE,
+            ttft_p50 DOUBLE, ttft_p90 DOUBLE, ttft_p95 DOUBLE, ttft_p99 DOUBLE,
+            summary JSON,                      -- every number of harness.load.stats.LevelSummary
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            PRIMARY KEY (load_run_id, level)
+        );
+        CREATE TABLE load_requests (
+            load_run_id VARCHAR NOT NULL,
+            level INTEGER NOT NULL,
+            seq INTEGER NOT NULL,              -- send order within the level
+            suite_id VARCHAR,
+            example_id VARCHAR,                -- the replayed prompt
+            scheduled_s DOUBLE,                -- open loop: arrival time from the level's start
+            sent_s DOUBLE NOT NULL,            -- when it was sent, from the level's start
+            e2e_s DOUBLE,                      -- NULL exactly when error is set (never a 0)
+            ttft_s DOUBLE,                     -- time to the first chunk with text
+            itl_s DOUBLE[],                    -- gaps between chunks with text
+            prompt_tokens INTEGER,
+            output_tokens INTEGER,
+            tokens_from VARCHAR,               -- usage | tokenizer | chunks
+            status INTEGER,                    -- HTTP status (NULL: no reply)
+            error VARCHAR,
+            failed_after_s DOUBLE,             -- a failed request: time until it failed
+            PRIMARY KEY (load_run_id, level, seq)
+        );
+        """
+    )

@@ -112,7 +112,8 @@ def accuracy(*, labels: list[str], ignore_case: bool = True, label_mode: LabelMo
     return _label_scorer(labels, ignore_case, label_mode)
 
 
-@METRICS.register("macro_f1", higher_is_better=True, aggregation="macro_f1", binary=True)
+# version 2: every declared label is averaged (0 where absent), as sklearn f1_score(labels=...)
+@METRICS.register("macro_f1", higher_is_better=True, aggregation="macro_f1", binary=True, version=2)
 def macro_f1(*, labels: list[str], ignore_case: bool = True, label_mode: LabelMode = "extract") -> Scorer:
     """Macro-averaged F1 over labels; the output is mapped to a label as for accuracy."""
     return _label_scorer(labels, ignore_case, label_mode)

@@ -209,8 +209,16 @@ def token_f1(*, tokenize: Tokenize = "auto", to_simplified: bool = False) -> Sco
     return score
 
 
+def simplifier(to_simplified: bool) -> Callable[[str], str]:
+    """Traditional → simplified Chinese (OpenCC t2s) on both sides of a metric, or nothing."""
+    return tk.to_simplified if to_simplified else (lambda text: text)
+
+
 def _rouge_factory(rouge_type: str) -> Callable[..., Scorer]:
-    def factory(*, use_stemmer: bool = False, tokenize: Tokenize = "auto") -> Scorer:
+    def factory(
+        *, use_stemmer: bool = False, tokenize: Tokenize = "auto", to_simplified: bool = False
+    ) -> Scorer:
+        t2s = simplifier(to_simplified)
         # Built once per metric instance (and per tokenizer, on first use): the stemmer and
         # tokenizer setup is not free, and jieba must not load for English-only suites.
         scorers: dict[str, rouge_scorer.RougeScorer] = {}
@@ -228,7 +236,8 @@ def _rouge_factory(rouge_type: str) -> Callable[..., Scorer]:
                 return MetricResult(error=NO_REFERENCES)
             mode = tk.resolve(tokenize, example.references)
             # score_multi keeps the reference with the highest F-measure.
-            s = scorer_for(mode).score_multi(example.references, prediction)[rouge_type]
+            refs = [t2s(r) for r in example.references]
+            s = scorer_for(mode).score_multi(refs, t2s(prediction))[rouge_type]
             return MetricResult(
                 value=float(s.fmeasure),
                 detail={"precision": float(s.precision), "recall": float(s.recall), "tokenizer": mode},
@@ -272,8 +281,9 @@ def _segmented(text: str, mode: str) -> str:
 
 
 @METRICS.register("bleu", higher_is_better=True, aggregation="mean", binary=False)
-def bleu(*, tokenize: str = "auto", lowercase: bool = False) -> Scorer:
+def bleu(*, tokenize: str = "auto", lowercase: bool = False, to_simplified: bool = False) -> Scorer:
     """Sentence BLEU (sacrebleu, 0-100, effective order) against all references."""
+    t2s = simplifier(to_simplified)
     if tokenize not in tk.MODES and tokenize not in BLEU.TOKENIZERS:
         known = ", ".join([*tk.MODES, *(t for t in BLEU.TOKENIZERS if t not in tk.MODES)])
         raise UserError(f"unknown tokenizer '{tokenize}'; known: {known}", field="tokenize")
@@ -298,16 +308,24 @@ def bleu(*, tokenize: str = "auto", lowercase: bool = False) -> Scorer:
             name = _SACREBLEU_NAME[mode]
         else:
             mode = name = tokenize
-        refs = [_segmented(r, mode) for r in example.references]
-        s = metric_for(name).sentence_score(_segmented(prediction, mode), refs)
+        refs = [_segmented(t2s(r), mode) for r in example.references]
+        s = metric_for(name).sentence_score(_segmented(t2s(prediction), mode), refs)
         return MetricResult(value=float(s.score), detail={"tokenize": name, "tokenizer": mode})
 
     return score
 
 
 @METRICS.register("chrf", higher_is_better=True, aggregation="mean", binary=False)
-def chrf(*, char_order: int = 6, word_order: int = 0, beta: int = 2, tokenize: Tokenize = "auto") -> Scorer:
+def chrf(
+    *,
+    char_order: int = 6,
+    word_order: int = 0,
+    beta: int = 2,
+    tokenize: Tokenize = "auto",
+    to_simplified: bool = False,
+) -> Scorer:
     """Sentence chrF (sacrebleu, 0-100); word_order=2 gives chrF++."""
+    t2s = simplifier(to_simplified)
     # sacrebleu accepts these silently and returns meaningless scores, so reject them here.
     if char_order < 0:
         raise UserError("char_order must be >= 0", field="char_order")
@@ -330,8 +348,8 @@ def chrf(*, char_order: int = 6, word_order: int = 0, beta: int = 2, tokenize: T
         if not example.references:
             return MetricResult(error=NO_REFERENCES)
         mode = tk.resolve(tokenize, example.references)
-        refs = [segment(r, mode) for r in example.references]
-        value = metric.sentence_score(segment(prediction, mode), refs).score
+        refs = [segment(t2s(r), mode) for r in example.references]
+        value = metric.sentence_score(segment(t2s(prediction), mode), refs).score
         return MetricResult(value=float(value), detail={"tokenizer": mode})
 
     return score
