@@ -259,7 +259,7 @@ def test_builtin_general_mini_and_its_suite_id(tmp_path, monkeypatch):
     first = ["mini_knowledge/0", "mini_arith/0", "mini_prose/0", "mini_knowledge/1"]
     assert [e.id for e in s.examples[:4]] == first
     assert suite_id(load_suite("general-mini")) == suite_id(s)  # stable across loads
-    copy = tmp_path / "tasks"
+    copy = tmp_path / "a" / "tasks"  # inside the suite's folder: a suite reads nothing outside it
     shutil.copytree(TASKS, copy)
     suite = MINI.replace(str(TASKS), str(copy))
     a = suite_id(load_suite(write_suite(tmp_path / "a", suite)))
