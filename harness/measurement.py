@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     from harness.models.base import Backend
@@ -200,18 +200,11 @@ class Comparability:
         return [m for m in self.mismatches if m.concerns(metric)]
 
 
-FIELDS = (
-    "data",
-    "prompt",
-    "generation",
-    "metric",
-    "judge",
-    "scoring",
-    "tokenizer",
-    "window",
-    "fewshot",
-    "lm_eval",
-)
+MismatchField = Literal[
+    "data", "prompt", "generation", "metric", "judge", "scoring", "tokenizer", "window", "fewshot", "lm_eval"
+]
+"""The names `--allow-mismatch` and a policy's `allow_mismatch:` take."""
+FIELDS: tuple[str, ...] = get_args(MismatchField)
 HOW_TO_FIX = {
     "data": "run both on the same suite data",
     "prompt": "run both with the same suite file",

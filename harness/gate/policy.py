@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
 from harness.gate.load_policy import LoadChecks, check_load_rule
+from harness.measurement import MismatchField
 from harness.stats import CiMethod, PairedTest  # one list of names: a typo is a located error
 
 
@@ -169,20 +170,7 @@ class GatePolicy(Strict):
 
     required: list[str] = Field(default_factory=list)
     """Suites both sides must have been evaluated on."""
-    allow_mismatch: list[
-        Literal[
-            "data",
-            "prompt",
-            "generation",
-            "metric",
-            "judge",
-            "scoring",
-            "tokenizer",
-            "window",
-            "fewshot",
-            "lm_eval",
-        ]
-    ] = Field(default_factory=list)
+    allow_mismatch: list[MismatchField] = Field(default_factory=list)
     """Measurement differences allowed on purpose (harness.measurement): by default a pair of runs
     measured differently is refused (exit 2); an allowed one is gated and every output shows it."""
     rules: list[Rule] = Field(min_length=1)
