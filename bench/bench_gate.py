@@ -73,8 +73,14 @@ def _record(model: str) -> dict:
         "metrics": {k: {"spec": v, "version": 1} for k, v in spec.items()},
         "chat": {"rendered": "local", "template": "t" * 16},
         "suite_facts": {},
-        "identity": {"weights": model, "adapter": None, "backend": "hf", "quantization": None,
-                     "device": "cpu", "dtype": "float32"},  # fmt: skip
+        "identity": {
+            "weights": model,
+            "adapter": None,
+            "backend": "hf",
+            "quantization": None,
+            "device": "cpu",
+            "dtype": "float32",
+        },  # fmt: skip
         "tunegate": "bench",
     }
 

@@ -4,15 +4,20 @@ The file is evaluated with its own quantization and, unless `chat_template=` ove
 chat template in its metadata, rendered the way llama-cpp-python renders it (Jinja in an
 immutable sandbox, `add_generation_prompt=True`, the file's BOS/EOS token texts).
 
-Log-probabilities come from `Llama.eval` + `Llama.scores` with `logits_all=True`: row i of the
-scores is the distribution after token i, so token i is scored with row i-1. They are NOT taken
-from `create_completion(echo=True)`, which in llama-cpp-python 0.3.36 pairs token i with row i
-(shifted by one: every prompt logprob it reports is wrong). Windows and the log-likelihood
+Decoding goes through llama-cpp-python's low-level API (`harness.models.llamacpp_batch`), with
+logits only for the rows that are used. Generation decodes `batch_size` sequences together (one
+KV stream each), each stopping as `create_completion` stops: outputs are those of one-at-a-time
+decoding. Log-probabilities: row i-1 (the logits after token i-1) scores token i, reduced per
+scored row to the token's logit minus the row's log-sum-exp; windows of one length go several
+per `llama_decode`, requests sharing a context decode it once. They are NOT
+taken from `create_completion(echo=True)`, which in llama-cpp-python 0.3.36 pairs token i with
+row i (shifted by one: every prompt logprob it reports is wrong). Windows and the log-likelihood
 request layout are those of the transformers backend (`harness.models.windows`, lm-eval's), so
 `llamacpp:` and `gguf:`/`smollm2` on the same file differ only by the quantized arithmetic.
 
 Spec options: n_ctx=N (default: the file's context length, capped at 8192), n_threads=N
-(default: the CPUs this process may use), n_batch=N, chat_template=FILE-or-TEXT.
+(default: the CPUs this process may use), n_batch=N, n_gpu_layers=N|all (default: all when
+llama.cpp was built with a GPU backend, else 0; untested on a GPU here), chat_template=FILE-or-TEXT.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import os
 import random
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +46,7 @@ from harness.models.base import (
     render_messages_plain,
 )
 from harness.models.fingerprint import file_sha256
+from harness.models.llamacpp_batch import MAX_SEQ, Completion, Engine, log_softmax_rows, sampler_chain
 from harness.models.resolve import ResolvedModel
 from harness.models.spec import ModelSpec, check_options
 from harness.models.windows import rolling_windows
@@ -47,12 +54,16 @@ from harness.suite import Request
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = {"n_ctx", "n_threads", "n_batch", "chat_template"}
+_OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_template"}
 # Options that change the numbers go into the fingerprint; threads only change the speed, and a
-# chat template changes the rendered prompt, which the cache key already hashes.
+# chat template changes the rendered prompt, which the cache key already hashes. Layers on a GPU
+# change the arithmetic: in the fingerprint when not 0 (so a CPU run's key is that of before).
 _NUMERIC_OPTIONS = ("n_ctx", "n_batch")
 # A 128k-context file would otherwise allocate a multi-GB KV cache for 1k-token windows.
 DEFAULT_MAX_CTX = 8192
+# The many-sequence context (one KV stream per sequence): at least this many sequences of at
+# least this many cells, re-created larger when a batch asks for it.
+MIN_SEQS, MIN_CELLS = 16, 256
 
 Batch = list[tuple[int, Any]]
 
@@ -77,6 +88,13 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
             if not value.isdigit() or int(value) < low:
                 raise UserError(f"model spec '{raw}': {name} must be an integer >= {low}", field=name)
             options[name] = int(value)
+    if "n_gpu_layers" in params:
+        value = params["n_gpu_layers"]
+        if value != "all" and not value.isdigit():
+            raise UserError(
+                f"model spec '{raw}': n_gpu_layers must be an integer >= 0 or 'all'", field="n_gpu_layers"
+            )
+        options["n_gpu_layers"] = -1 if value == "all" else int(value)
     if "chat_template" in params:
         options["chat_template"] = _template_text(raw, params["chat_template"])
     return ModelSpec(raw=raw, kind="llamacpp", path=str(p.resolve()), options=options)
@@ -97,6 +115,9 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
     """Fingerprint = the file's sha256 + the load options that change numbers."""
     weights = Path(spec.path)
     options = {k: spec.options[k] for k in _NUMERIC_OPTIONS if k in spec.options}
+    gpu = gpu_layers(spec.options)
+    if gpu:
+        options["n_gpu_layers"] = gpu
     h = hashlib.sha256()
     h.update(b"llamacpp\0" + file_sha256(weights).encode())
     h.update(b"options\0" + json.dumps(options, sort_keys=True).encode())
@@ -104,6 +125,21 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
     if "chat_template" in spec.options:
         facts["chat_template_sha256"] = hashlib.sha256(spec.options["chat_template"].encode()).hexdigest()
     return ResolvedModel(spec, weights, None, options, h.hexdigest(), None, device="cpu", facts=facts)
+
+
+def gpu_layers(options: dict[str, Any]) -> int:
+    """Layers offloaded (-1: all): the option, else all when llama.cpp has a GPU backend."""
+    if "n_gpu_layers" in options:
+        return int(options["n_gpu_layers"])
+    return -1 if _gpu_offload() else 0
+
+
+def _gpu_offload() -> bool:
+    try:
+        import llama_cpp
+    except ImportError:  # a core-only install: the model is never loaded here
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def _environment() -> Any:
@@ -148,7 +184,11 @@ class LlamaCppBackend:
         opts = resolved.spec.options
         self.n_threads = int(opts.get("n_threads") or _cpus())
         self.n_batch = int(opts.get("n_batch") or 512)
+        self.n_gpu_layers = gpu_layers(opts)
         self._llm: Any = None
+        self._engine: Engine | None = None
+        self._multi: Engine | None = None
+        self._scoring: dict[str, Any] | None = None
         self._vocab: Any = None
         self._template: Any = None
         self.calls = {"generate": 0, "eval": 0}
@@ -176,22 +216,59 @@ class LlamaCppBackend:
 
     @property
     def llm(self) -> Any:
+        """The weights, tokenizer and metadata (`Llama`); its own context is a token one: the
+        decoding context is `engine`'s."""
         if self._llm is None:
             t0 = time.perf_counter()
             self._llm = self._llama(
-                n_ctx=self.n_ctx,
-                n_batch=self.n_batch,
+                n_ctx=256,
+                n_batch=8,
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
-                logits_all=True,  # every position's logits: prompt log-probabilities
+                n_gpu_layers=self.n_gpu_layers,
             )
             # closed before interpreter teardown, when Llama.__del__ would fail noisily
-            atexit.register(self._llm.close)
+            atexit.register(self.close)
             if self._vocab is not None:
                 self._vocab.close()
                 self._vocab = None
             log.info("loaded %s with llama.cpp in %.1f s", self.path.name, time.perf_counter() - t0)
         return self._llm
+
+    def engine(self) -> Engine:
+        """The one-sequence context (n_ctx cells): long windows and prompts, the prefix-sharing
+        log-likelihood path, whole rows."""
+        if self._engine is None:
+            llm = self.llm
+            n_batch = min(self.n_batch, self.n_ctx)
+            self._engine = Engine(
+                llm, n_ctx=self.n_ctx, n_batch=n_batch, n_threads=self.n_threads, n_seq_max=1
+            )
+        return self._engine
+
+    def multi(self, n_seqs: int, cells: int) -> Engine:
+        """The many-sequence context: `n_seqs` KV streams of `cells` cells each (a sequence
+        sees its own stream only, so its numbers are those of one-at-a-time decoding)."""
+        n_seqs, cells = max(n_seqs, MIN_SEQS), -(-max(cells, MIN_CELLS) // 256) * 256
+        have = self._multi
+        if have is None or have.n_seq_max < n_seqs or have.n_ctx // have.n_seq_max < cells:
+            if have is not None:
+                n_seqs, cells = max(n_seqs, have.n_seq_max), max(cells, have.n_ctx // have.n_seq_max)
+                have.close()
+            self._multi = Engine(
+                self.llm, n_ctx=n_seqs * cells, n_batch=min(self.n_batch, 512), n_threads=self.n_threads,
+                n_seq_max=n_seqs, unified=False,
+            )  # fmt: skip
+        assert self._multi is not None
+        return self._multi
+
+    def close(self) -> None:
+        for eng in (self._engine, self._multi):
+            if eng is not None:
+                eng.close()
+        self._engine = self._multi = None
+        if self._llm is not None:
+            self._llm.close()
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -215,6 +292,8 @@ class LlamaCppBackend:
             "n_ctx": self.n_ctx,
             "threads": self.n_threads,
             "n_batch": self.n_batch,
+            "n_gpu_layers": self.n_gpu_layers,
+            "gpu_offload": _gpu_offload(),
             "quantization": self.quantization(),
             "chat_template": "option" if "chat_template" in self.resolved.spec.options else "gguf",
             "llama_cpp_python": _version(),
@@ -247,10 +326,28 @@ class LlamaCppBackend:
         bos = self.vocab.token_bos()
         return bos if bos != -1 else self.vocab.token_eos()
 
+    def scoring(self) -> dict[str, Any]:
+        """How texts are scored (the keys of `OpenAIBackend.scoring`): every token, the first one
+        predicted from `prefix_token`; the tokenizer by the hash of the GGUF's token list (as
+        `harness.models.prefix.gguf_facts` reads it from the file), from the loaded vocabulary."""
+        if self._scoring is None:
+            import llama_cpp
+
+            from harness.models.prefix import Scoring, vocab_hash
+
+            vocab = self.vocab._model.vocab
+            n = llama_cpp.llama_vocab_n_tokens(vocab)
+            texts = [
+                llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8", errors="replace") for i in range(n)
+            ]
+            prefix = self.vocab._model.token_get_text(self.prefix_token)
+            self._scoring = Scoring(vocab_hash(texts), prefix, True, "gguf").record()
+        return dict(self._scoring)
+
     def token_logprobs(self, tokens: Sequence[int], first_row: int = 0) -> Any:
-        """Log-softmax rows `first_row:` (float64 numpy, one row per token × vocab): row i is
-        the distribution of the token after `tokens[i]`. The KV cache of a prefix shared with
-        the previous call is reused (a multiple-choice context is evaluated once)."""
+        """Whole log-softmax rows `first_row:` (float64 numpy, one row per token × vocab): row i
+        is the distribution of the token after `tokens[i]`; for callers that want every token
+        (an echo endpoint). The cache of a prefix shared with the previous call is reused."""
         import numpy as np
 
         tokens = list(tokens)
@@ -258,22 +355,8 @@ class LlamaCppBackend:
             return np.zeros((0, 0))
         if len(tokens) > self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit n_ctx={self.n_ctx}")
-        llm = self.llm
-        keep = 0
-        if not (llm._is_recurrent or llm._is_hybrid):  # only attention caches can be truncated
-            for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens):
-                if a != b:
-                    break
-                keep += 1
-        if keep < llm.n_tokens:
-            llm._requires_eval = True  # the context's last logits are not this prefix's
-        llm.n_tokens = keep
-        if keep < len(tokens):
-            self.calls["eval"] += 1
-            llm.eval(tokens[keep:])
-        rows = np.asarray(llm.scores[first_row : len(tokens)], dtype=np.float64)
-        peak = rows.max(axis=1, keepdims=True)
-        return rows - (peak + np.log(np.exp(rows - peak).sum(axis=1, keepdims=True)))
+        self.calls["eval"] += 1
+        return log_softmax_rows(self.engine().rows(tokens, first_row))
 
     def text_logprobs(self, text: str) -> list[float | None]:
         """Per-token log-probabilities of `text` as a completions endpoint with echo reports
@@ -333,42 +416,78 @@ class LlamaCppBackend:
         batch_size: int,
         seed: int | None = None,
     ) -> Iterator[list[tuple[int, Generated]]]:
-        """Greedy (temperature 0) or sampled continuations, one sequence at a time (llama.cpp
-        decodes one sequence here), yielded `batch_size` at a time for the runner to store.
-        Sampling seeds each request from `seed` in a fixed order: a run is reproducible."""
+        """Greedy (temperature 0) or sampled continuations, `batch_size` sequences decoded
+        together in one llama.cpp context and yielded together for the runner to store (longest
+        prompts first). Each sequence stops as `create_completion` stops and samples from its own
+        chain seeded from `seed` in a fixed order, so a run is reproducible and a greedy output
+        does not depend on the batch it was decoded in."""
         if not requests:
             return
         ids = [self._prompt_ids(r) for r in requests]
         order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
         seeds = random.Random(seed)
+        batch_size = max(1, min(int(batch_size), MAX_SEQ))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            yield [(i, self._generate_one(ids[i], params, seeds.getrandbits(31))) for i in chunk]
+            yield self._generate_batch([(i, ids[i], seeds.getrandbits(31)) for i in chunk], params)
 
-    def _generate_one(self, ids: list[int], params: GenerationParams, seed: int) -> Generated:
+    def _max_tokens(self, n_prompt: int, params: GenerationParams) -> int:
+        m = params.max_new_tokens  # as create_completion: none or <= 0 means up to n_ctx
+        if m is None or m <= 0 or m + n_prompt >= self.n_ctx:
+            m = self.n_ctx - n_prompt
+        return m
+
+    def _generate_batch(
+        self, chunk: list[tuple[int, list[int], int]], params: GenerationParams
+    ) -> list[tuple[int, Generated]]:
         t0 = time.perf_counter()
+        out: dict[int, Generated] = {}
+        groups: list[list[tuple[int, list[int], int]]] = [[]]
+        for item in chunk:
+            i, ids, _ = item
+            if len(ids) >= self.n_ctx:
+                err = f"ValueError: Requested tokens ({len(ids)}) exceed context window of {self.n_ctx}"
+                out[i] = Generated(None, len(ids), 0, 0.0, err)
+                continue
+            groups[-1].append(item)  # +4 cells below: a UTF-8 character finishing past max_tokens
         sampled = params.temperature > 0
-        kwargs: dict[str, Any] = dict(
-            max_tokens=params.max_new_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p if sampled else 1.0,
-            top_k=0,  # off, as transformers' sampling here (only top_p/temperature are set)
-            min_p=0.0,
-            repeat_penalty=1.0,
-            stop=list(params.stop) or None,
-        )
-        if sampled:
-            kwargs["seed"] = seed
-        try:
-            self.calls["generate"] += 1
-            out = self.llm.create_completion(ids, **kwargs)
-        except (RuntimeError, ValueError) as e:  # e.g. the prompt does not fit n_ctx
-            return Generated(None, len(ids), 0, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
-        choice = out["choices"][0]
-        n_out = int(out["usage"]["completion_tokens"])
-        text = cut_at_stop(choice["text"], params.stop)
-        usage = {"finish_reason": choice.get("finish_reason")}
-        return Generated(text, len(ids), n_out, time.perf_counter() - t0, usage=usage)
+        for group in groups:
+            if not group:
+                continue
+            # several sequences: one KV stream each (cells for the longest); one alone: n_ctx
+            need = max(len(ids) + self._max_tokens(len(ids), params) + 4 for _, ids, _ in group)
+            fits = len(group) > 1 and len(group) * need <= max(self.n_ctx, MIN_SEQS * MIN_CELLS)
+            parts = [group] if fits or len(group) == 1 else [[g] for g in group]
+            for part in parts:
+                eng = self.multi(len(part), need) if len(part) > 1 else self.engine()
+                fins = [
+                    Completion(self.llm, ids, self._max_tokens(len(ids), params), params.stop)
+                    for _, ids, _ in part
+                ]
+                chains = [
+                    sampler_chain(eng.n_vocab, params.temperature, params.top_p, s) if sampled else None
+                    for *_, s in part
+                ]
+                try:
+                    self.calls["generate"] += len(part)
+                    eng.generate(
+                        [ids for _, ids, _ in part], fins, [c.sampler if c else None for c in chains]
+                    )
+                except (RuntimeError, ValueError) as e:
+                    for i, ids, _ in part:
+                        out[i] = Generated(None, len(ids), 0, 0.0, f"{type(e).__name__}: {e}")
+                    continue
+                finally:
+                    for c in chains:
+                        if c is not None:
+                            c.close()
+                for (i, ids, _), fin in zip(part, fins):
+                    text = cut_at_stop(fin.text.decode("utf-8", errors="ignore"), params.stop)
+                    out[i] = Generated(
+                        text, len(ids), len(fin.tokens), 0.0, usage={"finish_reason": fin.finish_reason}
+                    )
+        dt = (time.perf_counter() - t0) / len(chunk)
+        return [(i, replace(out[i], latency_s=dt)) for i, _, _ in chunk]
 
     # -- log-likelihood -------------------------------------------------------------------
     def loglikelihood(
@@ -391,22 +510,52 @@ class LlamaCppBackend:
             if not ctx_ids:
                 ctx_ids = [self.prefix_token]
             pairs.append(((ctx_ids + cont_ids)[-(limit + 1) :][:-1], cont_ids))
-        # Sorted by input tokens: the choices of one multiple-choice context are neighbours
-        # and share its KV cache (one sequence at a time, so length order buys nothing here).
+        # Sorted by input tokens: the choices of one multiple-choice context are neighbours,
+        # and its tokens are decoded once for all of them (llamacpp_batch's groups).
         order = sorted(range(len(pairs)), key=lambda i: pairs[i][0])
         for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            t0 = time.perf_counter()
+            scored = [i for i in chunk if pairs[i][1]]
+            got = dict(zip(scored, self._score([pairs[i] for i in scored])))
+            dt = (time.perf_counter() - t0) / len(chunk)
             out = []
-            for i in order[start : start + batch_size]:
-                inp, tgt = pairs[i]
-                t0 = time.perf_counter()
-                if not tgt:
+            for i in chunk:
+                if i not in got:  # nothing to score
                     out.append((i, LogLikelihood(0.0, True, 0, 0.0)))
                     continue
-                lp = self.token_logprobs(inp, len(inp) - len(tgt))
-                picked = sum(float(lp[k, t]) for k, t in enumerate(tgt))
-                greedy = all(int(lp[k].argmax()) == t for k, t in enumerate(tgt))
-                out.append((i, LogLikelihood(picked, greedy, len(tgt), time.perf_counter() - t0)))
+                lp, greedy = got[i]
+                out.append((i, LogLikelihood(sum(lp.tolist()), bool(greedy.all()), len(pairs[i][1]), dt)))
             yield out
+
+    def _score(self, windows: list[tuple[list[int], list[int]]]) -> list[Any]:
+        """(log-probabilities, is-argmax) of each window's targets. Windows of one input length
+        go several per llama_decode (one KV stream each, one physical batch); the others one
+        at a time in order, a prefix shared with the previous window decoded once."""
+        out: list[Any] = [None] * len(windows)
+        limit = min(self.n_batch, 512)
+        by_len: dict[int, list[int]] = {}
+        for w, (inp, _) in enumerate(windows):
+            if len(inp) >= 2 and 2 * len(inp) <= limit:
+                by_len.setdefault(len(inp), []).append(w)
+        packs = []
+        for length, ws in by_len.items():
+            per = min(limit // length, MIN_SEQS)
+            packs += [ws[k : k + per] for k in range(0, len(ws), per) if len(ws[k : k + per]) > 1]
+        packed = {w for p in packs for w in p}
+        single = self.engine()
+        before = single.stats["decodes"]
+        for w, (inp, tgt) in enumerate(windows):
+            if w not in packed:
+                out[w] = single.score_one(inp, tgt)
+        self.calls["eval"] += int(single.stats["decodes"] - before)
+        if packs:
+            eng = self.multi(MIN_SEQS, max(len(windows[p[0]][0]) for p in packs))
+            for p in packs:
+                self.calls["eval"] += 1
+                for w, res in zip(p, eng.score_together([windows[w] for w in p])):
+                    out[w] = res
+        return out
 
     def rolling_loglikelihood(
         self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
@@ -421,18 +570,27 @@ class LlamaCppBackend:
         prefix = self.prefix_token
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            t0 = time.perf_counter()
+            ids = {i: self.tokenize(texts[i]) for i in chunk}
+            windows, owner = [], []
+            for i in chunk:
+                for w in rolling_windows(ids[i], prefix, max_length, context_len):
+                    windows.append(w)
+                    owner.append(i)
+            sums: dict[int, list[float]] = {i: [] for i in chunk}
+            for i, (lp, _) in zip(owner, self._score(windows)):
+                sums[i].append(sum(lp.tolist()))
+            dt = (time.perf_counter() - t0) / len(chunk)
             out = []
-            for i in order[start : start + batch_size]:
-                ids = self.tokenize(texts[i])
-                if not ids:
+            for i in chunk:
+                if not ids[i]:
                     out.append((i, RollingLL(None, 0, 0.0, "empty text: no tokens to score")))
                     continue
-                t0 = time.perf_counter()
                 nll = 0.0
-                for inp, tgt in rolling_windows(ids, prefix, max_length, context_len):
-                    lp = self.token_logprobs(inp, len(inp) - len(tgt))
-                    nll -= sum(float(lp[k, t]) for k, t in enumerate(tgt))
-                out.append((i, RollingLL(nll, len(ids), time.perf_counter() - t0)))
+                for s in sums[i]:  # window by window, as before: the same float sum
+                    nll -= s
+                out.append((i, RollingLL(nll, len(ids[i]), dt)))
             yield out
 
 
