@@ -137,6 +137,11 @@ class Backend(Protocol):
         """What is recorded with a run: device, dtype, endpoint facts (never a secret)."""
         ...
 
+    def scoring(self) -> dict[str, Any]:
+        """Backends that serve log-likelihoods: how they score (harness.measurement), as
+        {tokenizer, prefix_token, first_token_scored, prefix_source}; valid after `preflight`."""
+        ...
+
     def preflight(self, needed: set[str], what: str) -> None:
         """Called once per suite before the first call: a backend that must verify a capability
         on the live model (an endpoint's log-probabilities) raises UserError here."""
