@@ -94,11 +94,18 @@ def test_review_page_scored_in_chromium_exported_imported_with_kappa(browser, tm
             )
             scored += 1
     assert browser.eval("document.getElementById('progress').textContent") == "3 / 4 scored"
-    browser.open(page.resolve().as_uri())  # progress is kept in the browser
+    # Progress is kept in the browser. A localStorage write reaches Chromium's browser process
+    # asynchronously, so a reload right after the clicks can see the old state: reopen until the
+    # restored page shows the scores (a page that never saves still fails after 15 s).
     checked = "document.querySelectorAll('input[type=radio]:checked').length"
-    deadline = time.monotonic() + 10  # the page restores after load: wait for it, not for luck
-    while browser.eval(checked) != scored and time.monotonic() < deadline:
-        time.sleep(0.1)
+    deadline = time.monotonic() + 15
+    while True:
+        browser.open(page.resolve().as_uri())
+        settle = time.monotonic() + 1.0  # the page restores after load
+        while browser.eval(checked) != scored and time.monotonic() < settle:
+            time.sleep(0.1)
+        if browser.eval(checked) == scored or time.monotonic() > deadline:
+            break
     assert browser.eval(checked) == scored
     assert browser.eval("document.getElementById('reviewer').value") == "ana"
     browser.eval("document.getElementById('export').click()")
