@@ -2,7 +2,8 @@
 
 Runs the built-in task suite finetune-qa (--limit 30) and the perplexity suite heldout-text on
 the bundled SmolLM2 three ways — device=cpu (float32, the reference), device=cuda&dtype=float32
-(the device alone) and device=cuda (dtype=auto: bfloat16 where supported) — with the CLI's
+(the device alone) and device=cuda (dtype=auto: bfloat16 where supported) — and, where vLLM is
+installed, through `vllm:` (its offline engine) in float32 and in vLLM's dtype=auto — with the CLI's
 batch_size (default auto: the GPU search from 64, halved on out-of-memory). Prints each
 placement's speed ratio against the CPU and the largest difference between per-example scores:
 perplexity as a relative difference, task metrics as agreement (binary) or max |Δ|. Ratios and
@@ -26,7 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import bench.common  # noqa: E402,F401  (offline, quiet transformers)
 
-PLACEMENTS = ("smollm2?device=cpu", "smollm2?device=cuda&dtype=float32", "smollm2?device=cuda")
+HF_PLACEMENTS = ("smollm2?device=cpu", "smollm2?device=cuda&dtype=float32", "smollm2?device=cuda")
+VLLM_PLACEMENTS = (  # a modest share of the GPU each: the first engine may not be freed in-process
+    "vllm:smollm2?dtype=float32&gpu_memory_utilization=0.3",
+    "vllm:smollm2?gpu_memory_utilization=0.3",
+)
 SUITES = ("finetune-qa", "heldout-text")
 
 
@@ -42,13 +47,20 @@ def main() -> int:
         print("no CUDA here: nothing to check")
         return 0
 
+    import importlib.util
+
+    from harness.models.backend import open_backend
     from harness.models.batching import parse_batch_size
-    from harness.models.hf import HFModel
     from harness.models.resolve import resolve_model
     from harness.runner import RunOptions, run_suite
     from harness.store import Store
     from suites import load_suite
 
+    placements = HF_PLACEMENTS
+    if importlib.util.find_spec("vllm") is None:
+        print("vLLM is not installed here: the vllm: placements are skipped (pip install 'tunegate[vllm]')")
+    else:
+        placements += VLLM_PLACEMENTS
     batch = parse_batch_size(args.batch_size)
     suites = {name: load_suite(name) for name in SUITES}
     seconds: dict[tuple[str, str], float] = {}
@@ -57,10 +69,10 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "gpu_check.duckdb") as store:
         fingerprints = {}
-        for spec in PLACEMENTS:
-            backend = HFModel(resolve_model(spec))
+        for spec in placements:
+            backend = open_backend(resolve_model(spec))
             fingerprints[spec] = backend.resolved.fingerprint
-            _ = backend.model  # load outside the timing
+            _ = backend.shared.llm if spec.startswith("vllm:") else backend.model  # load outside the timing
             described[spec] = backend.describe()
             for name, suite in suites.items():
                 limit = args.limit if suite.kind == "task" else None
@@ -76,12 +88,12 @@ def main() -> int:
                 scores[spec, name] = {(e, m): v for e, m, v in rows}
             del backend
             _free()
-        if len(set(fingerprints.values())) != len(PLACEMENTS):
+        if len(set(fingerprints.values())) != len(placements):
             print("FAIL: two placements share a fingerprint (their cached outputs would mix)")
             ok = False
 
-    ref = PLACEMENTS[0]
-    for spec in PLACEMENTS:
+    ref = placements[0]
+    for spec in placements:
         print(f"\n== {spec}: {described[spec]}")
         for name in SUITES:
             line = f"  {name:<13} {seconds[spec, name]:8.2f} s"

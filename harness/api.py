@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
 from harness.measurement import comparability_record, mismatch_record
+from harness.store import queries_api
 from harness.store.db import RunRecord, Store
 
 if TYPE_CHECKING:
@@ -75,9 +76,7 @@ def runs_records(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     ids = [r["run_id"] for r in rows]
     # the model id is the short fingerprint: two runs of one spec (a re-scored file, a retrained
     # folder) differ here, and it is what gate/compare/report accept to pick one
-    model_ids = dict(
-        store.db.execute("SELECT run_id, model_id FROM runs WHERE list_contains(?, run_id)", [ids]).fetchall()
-    )
+    model_ids = queries_api.model_ids(store, ids)
     return [
         {
             "run_id": r["run_id"],
@@ -248,28 +247,16 @@ def gate_record(result: GateResult) -> dict[str, Any]:
 def scores_records(store: Store, run_ref: str) -> list[dict[str, Any]]:
     """Every score row of a run, one per example × metric, in suite order."""
     run = store.get_run(run_ref)
-    cur = store.db.execute(
-        "SELECT s.example_id, s.metric, s.value, s.weight, s.error, s.detail FROM scores s"
-        " LEFT JOIN examples e ON e.suite_id = ? AND e.example_id = s.example_id"
-        " WHERE s.run_id = ? ORDER BY e.position, s.example_id, s.metric",
-        [run.suite_id, run.run_id],
-    )
     return [
         {"example_id": e, "metric": m, "value": v, "weight": w, "error": err, "detail": _loads(d)}
-        for e, m, v, w, err, d in cur.fetchall()
+        for e, m, v, w, err, d in queries_api.score_rows(store, run.suite_id, run.run_id)
     ]
 
 
 def examples_records(store: Store, run_ref: str) -> list[dict[str, Any]]:
     """One record per example of a run: prompt, reference, output, error, then every score."""
     run = store.get_run(run_ref)
-    rows = store.db.execute(
-        "SELECT re.example_id, e.position, g.prompt, e.reference, g.output, re.error, re.cached"
-        " FROM run_examples re LEFT JOIN generations g USING (cache_key)"
-        " LEFT JOIN examples e ON e.suite_id = ? AND e.example_id = re.example_id"
-        " WHERE re.run_id = ? ORDER BY e.position, re.example_id",
-        [run.suite_id, run.run_id],
-    ).fetchall()
+    rows = queries_api.example_output_rows(store, run.suite_id, run.run_id)
     metrics = [m["metric"] for m in store.run_metrics(run.run_id)]
     by_example: dict[str, dict[str, Any]] = {}
     for r in scores_records(store, run.run_id):
@@ -368,7 +355,7 @@ class Results:
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Any SQL over the store's tables (see the README's table list)."""
         with self._store() as s:
-            return s.db.execute(query, list(params or [])).df()
+            return queries_api.user_query(s, query, params)
 
 
 def open(
@@ -393,7 +380,7 @@ def evaluate(
 
     The same path as `tunegate run`: inputs are validated first, cached outputs are reused.
     """
-    from harness.cli.run import evaluate as run_suites  # the CLI's own run path
+    from harness.evaluate import evaluate_runs  # the path `tunegate run` takes
     from harness.models.batching import parse_batch_size
     from harness.runner import RunOptions
     from harness.runner.shard import parse_shard
@@ -401,4 +388,15 @@ def evaluate(
     names = [suites] if isinstance(suites, str) else list(suites)
     kn = parse_shard(shard) if isinstance(shard, str) else shard
     options = RunOptions(limit=limit, seed=seed, batch_size=parse_batch_size(str(batch_size)), shard=kn)
-    return [o.run_id for o in run_suites(model, names, Path(db), options, progress=progress)]
+    return [
+        o.run_id for o in evaluate_runs(model, names, Path(db), options, progress=_bars if progress else None)
+    ]
+
+
+@contextmanager
+def _bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """Progress for `evaluate(progress=True)`: the CLI's bars (rich, on stderr)."""
+    from harness.cli.common import progress_bars
+
+    with progress_bars(True) as start:
+        yield start

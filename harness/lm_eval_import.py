@@ -21,7 +21,7 @@ import numpy as np
 from harness import stats
 from harness.errors import UserError
 from harness.lm_eval_rows import LmMetric, aggregation_name, arguments, jsonable, reported, task_rows
-from harness.store import Store
+from harness.store import Store, queries_gate
 
 _DATE = re.compile(r"_(\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.json$")
 _KEEP = (
@@ -75,9 +75,7 @@ def import_results(store: Store, results_file: Path, model_name: str | None = No
 
     raw = results_file.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
-    found = store.db.execute(
-        "SELECT run_id, n_examples FROM runs WHERE json_extract_string(config, '$.import_sha256') = ?", [sha]
-    ).fetchone()
+    found = queries_gate.imported_run(store, sha)
     if found:
         return Imported(found[0], results_file, found[1], True, [])
     try:

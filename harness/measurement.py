@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     from harness.models.base import Backend
-    from harness.suite import SuiteKind
+    from harness.suite import Suite
 
 RECORD_VERSION = 1
 
@@ -62,7 +62,7 @@ def digest(value: Any) -> str:
 # -- building a record --------------------------------------------------------------------------
 
 
-def build_record(backend: Backend, suite: SuiteKind, seed: int | None) -> dict[str, Any]:
+def build_record(backend: Backend, suite: Suite, seed: int | None) -> dict[str, Any]:
     """The record of a run of `suite` on `backend` (after the backend's preflight)."""
     from harness.suite import content_hash
 
@@ -115,7 +115,7 @@ def _suite_part(kind: str, config: dict[str, Any], types: set[str] | None) -> di
     return record
 
 
-def _file_hash(suite: SuiteKind) -> str | None:
+def _file_hash(suite: Suite) -> str | None:
     try:
         return hashlib.sha256(suite.data_path().read_bytes()).hexdigest()[:16]
     except OSError:

@@ -1,9 +1,14 @@
-"""An explicit registry of named, factory-built units (metrics, suite kinds, backends).
+"""An explicit registry of named, factory-built units (metrics, suite kinds, gate checks,
+aggregations).
 
 A factory's typed keyword arguments *are* its config: `build(name, args)` validates the
 args against the signature and returns the unit plus a frozen spec (name + all bound
 arguments, defaults included) that is stored beside results so any number can be traced
 to exactly what produced it.
+
+Every lookup first loads the `tunegate.plugins` entry points (harness.plugins), once: a
+third-party package registers into the same registries as tunegate's built-ins, and nothing is
+loaded before a registry is read (never at `tunegate --help`).
 """
 
 from __future__ import annotations
@@ -59,12 +64,20 @@ class Registry(Generic[T]):
         return deco
 
     def names(self) -> list[str]:
+        _plugins()
         return sorted(self._entries)
 
+    def entries(self) -> list[Entry[T]]:
+        """Every entry in registration order (the order gate checks are applied in)."""
+        _plugins()
+        return list(self._entries.values())
+
     def __contains__(self, name: object) -> bool:
+        _plugins()
         return name in self._entries
 
     def get(self, name: str) -> Entry[T]:
+        _plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -98,10 +111,17 @@ class Registry(Generic[T]):
         return Built(unit, entry, spec)
 
     def snapshot(self) -> dict[str, Entry[T]]:
+        _plugins()
         return dict(self._entries)
 
     def restore(self, snap: dict[str, Entry[T]]) -> None:
         self._entries = dict(snap)
+
+
+def _plugins() -> None:
+    from harness.plugins import load_plugins  # imports importlib.metadata only when first read
+
+    load_plugins()
 
 
 def _jsonable(v: Any) -> Any:

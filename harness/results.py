@@ -71,7 +71,7 @@ def _score_arrays(
 
 
 def _corpus_stat(aggregation: str, spec: dict[str, Any] | None) -> corpus.CorpusStatistic | None:
-    if not corpus.is_corpus(aggregation):
+    if not stats.is_corpus(aggregation):
         return None
     return corpus.statistic(aggregation, (spec or {}).get("args"))
 
@@ -97,7 +97,7 @@ def paired_arrays(
 
     `exclude`: example ids left out (e.g. contaminated ones, for a clean-subset comparison).
     """
-    labels = aggregation == "macro_f1"
+    labels = stats.needs_labels(aggregation)
     cs = _corpus_stat(aggregation, spec)
     cols = store.paired_score_columns(run_a, run_b, metric, labels=labels, stats=cs is not None)
     if exclude:
@@ -114,7 +114,7 @@ def summarize_run(store: Store, run_id: str) -> tuple[RunRecord, list[MetricSumm
     run = store.get_run(run_id)
     out = []
     for m in store.run_metrics(run.run_id):
-        labels = m["aggregation"] == "macro_f1"
+        labels = stats.needs_labels(m["aggregation"])
         cs = _corpus_stat(m["aggregation"], m["spec"])
         cols = store.score_columns(run.run_id, m["metric"], labels=labels, stats=cs is not None)
         arr, n_err = _score_arrays(cols, labels=labels, cs=cs, classes=_declared(m["spec"])), cols["n_errors"]

@@ -14,8 +14,35 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 
 from harness import corpus
+from harness.registry import Entry, Registry
 
-AGGREGATIONS = ("mean", "perplexity", "macro_f1", "weighted_mean", *corpus.CORPUS_AGGREGATIONS)
+RowStatistic = Callable[[np.ndarray], np.ndarray]
+"""f(idx) giving the aggregate of each row of a (rows, n) index matrix."""
+
+AGGREGATIONS: Registry[RowStatistic] = Registry("aggregation")
+"""How a metric's per-example scores become one number: name → factory(ScoreArrays) returning
+the RowStatistic (the aggregate of all examples, and how the paired bootstrap recomputes it on
+each resample). Facts in the entry's info: `mean_of_examples` (the per-example paired tests and
+the bca / t intervals fit; the bootstrap resamples value counts), `corpus` (compared with
+sacreBLEU's paired tests on stored sufficient statistics), `labels` (needs the predicted and
+gold classes), `point` (f(ScoreArrays) -> float when the aggregate of all examples is not the
+statistic on the identity resample). A plugin adds one with `@aggregation(name)`."""
+
+
+def aggregation(
+    name: str,
+    *,
+    mean_of_examples: bool = False,
+    corpus: bool = False,
+    labels: bool = False,
+    point: Callable[[ScoreArrays], float] | None = None,
+) -> Callable[[Callable[[ScoreArrays], RowStatistic]], Callable[[ScoreArrays], RowStatistic]]:
+    """Decorator: register `factory(scores) -> RowStatistic` as aggregation `name`."""
+    return AGGREGATIONS.register(
+        name, mean_of_examples=mean_of_examples, corpus=corpus, labels=labels, point=point
+    )
+
+
 PairedTest = Literal[
     "auto",
     "mcnemar",
@@ -99,9 +126,26 @@ class ScoreArrays:
         return ScoreArrays(**cast(dict[str, Any], taken), corpus=self.corpus, classes=self.classes)
 
 
-def _check_aggregation(aggregation: str) -> None:
+def _entry(aggregation: str) -> Entry[RowStatistic]:
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
+        names = tuple(e.name for e in AGGREGATIONS.entries())
+        raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {names}")
+    return AGGREGATIONS.get(aggregation)
+
+
+def is_mean(aggregation: str) -> bool:
+    """Whether the aggregate is the mean of per-example values (per-example tests fit)."""
+    return bool(_entry(aggregation).info["mean_of_examples"])
+
+
+def is_corpus(aggregation: str) -> bool:
+    """Whether the aggregate is a corpus score from summed statistics (sacreBLEU's tests fit)."""
+    return bool(_entry(aggregation).info["corpus"])
+
+
+def needs_labels(aggregation: str) -> bool:
+    """Whether the aggregate needs the predicted and gold classes (macro-F1)."""
+    return bool(_entry(aggregation).info["labels"])
 
 
 def _f1_codes(s: ScoreArrays) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -152,38 +196,64 @@ def _macro_f1_statistic(s: ScoreArrays) -> Callable[[np.ndarray], np.ndarray]:
     return macro_f1
 
 
-def _row_statistic(s: ScoreArrays, aggregation: str) -> Callable[[np.ndarray], np.ndarray]:
+def _row_statistic(s: ScoreArrays, aggregation: str) -> RowStatistic:
     """Return f(idx) giving the aggregate for each row of a (rows, n) index matrix."""
-    _check_aggregation(aggregation)
-    if corpus.is_corpus(aggregation):
-        st, cs = _corpus_parts(s)
-        return lambda idx: corpus.resample_scores(st, idx, cs).astype(np.float64)
-    if aggregation == "mean":
-        v = s.value
-        return lambda idx: v[idx].mean(axis=1)
-    if aggregation == "perplexity":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_v = np.log(s.value)
-        if s.weight is None:  # unweighted: a geometric mean, one gather per resample
-            return lambda idx: np.exp(log_v[idx].mean(axis=1))
-        w = s.weight
-        wlog = w * log_v  # precomputed so a resample is two gathers and two sums
+    return _entry(aggregation).factory(s)
 
-        def ppl(idx: np.ndarray) -> np.ndarray:
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                return np.exp(wlog[idx].sum(axis=1) / w[idx].sum(axis=1))
 
-        return ppl
-    if aggregation == "weighted_mean":  # sum(w * v) / sum(w): bits per byte over all bytes
-        w = s.weight if s.weight is not None else np.ones_like(s.value)
-        wv = w * s.value
+@aggregation("mean", mean_of_examples=True)
+def _mean(s: ScoreArrays) -> RowStatistic:
+    v = s.value
+    return lambda idx: v[idx].mean(axis=1)
 
-        def wmean(idx: np.ndarray) -> np.ndarray:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return wv[idx].sum(axis=1) / w[idx].sum(axis=1)
 
-        return wmean
+@aggregation("perplexity")
+def _perplexity(s: ScoreArrays) -> RowStatistic:
+    """Token-weighted: exp(sum(w * log v) / sum(w)); a geometric mean without weights."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_v = np.log(s.value)
+    if s.weight is None:  # unweighted: a geometric mean, one gather per resample
+        return lambda idx: np.exp(log_v[idx].mean(axis=1))
+    w = s.weight
+    wlog = w * log_v  # precomputed so a resample is two gathers and two sums
+
+    def ppl(idx: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.exp(wlog[idx].sum(axis=1) / w[idx].sum(axis=1))
+
+    return ppl
+
+
+@aggregation("macro_f1", labels=True)
+def _macro_f1(s: ScoreArrays) -> RowStatistic:
     return _macro_f1_statistic(s)
+
+
+@aggregation("weighted_mean")
+def _weighted_mean(s: ScoreArrays) -> RowStatistic:
+    """sum(w * v) / sum(w): bits per byte over all bytes."""
+    w = s.weight if s.weight is not None else np.ones_like(s.value)
+    wv = w * s.value
+
+    def wmean(idx: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return wv[idx].sum(axis=1) / w[idx].sum(axis=1)
+
+    return wmean
+
+
+def _corpus_statistic(s: ScoreArrays) -> RowStatistic:
+    st, cs = _corpus_parts(s)
+    return lambda idx: corpus.resample_scores(st, idx, cs).astype(np.float64)
+
+
+def _corpus_point(s: ScoreArrays) -> float:
+    """Corpus scores from exact integer sums, as sacreBLEU."""
+    return corpus.corpus_score(*_corpus_parts(s))
+
+
+for _name in corpus.CORPUS_AGGREGATIONS:
+    aggregation(_name, corpus=True, point=_corpus_point)(_corpus_statistic)
 
 
 def _corpus_parts(s: ScoreArrays) -> tuple[np.ndarray, corpus.CorpusStatistic]:
@@ -194,8 +264,9 @@ def _corpus_parts(s: ScoreArrays) -> tuple[np.ndarray, corpus.CorpusStatistic]:
 
 def _point(s: ScoreArrays, aggregation: str, stat: Callable[[np.ndarray], np.ndarray]) -> float:
     """The aggregate of all examples (corpus scores from exact integer sums, as sacreBLEU)."""
-    if corpus.is_corpus(aggregation):
-        return corpus.corpus_score(*_corpus_parts(s))
+    point = _entry(aggregation).info["point"]
+    if point is not None:
+        return float(point(s))
     return float(stat(np.arange(len(s.value))[None, :])[0])
 
 
@@ -290,11 +361,10 @@ def summarize(
     value = _point(s, aggregation, stat)
     if n == 1:
         return Summary(1, value, math.nan, value, value)
-    boots = (
-        _bootstrap_mean(s.value, n_boot, seed) if aggregation == "mean" else _bootstrap(n, stat, n_boot, seed)
-    )
+    mean = is_mean(aggregation)
+    boots = _bootstrap_mean(s.value, n_boot, seed) if mean else _bootstrap(n, stat, n_boot, seed)
     lo, hi = _percentile_ci(boots, confidence)
-    if aggregation == "mean":
+    if mean:
         stderr = float(np.std(s.value, ddof=1) / math.sqrt(n))
     else:
         stderr = float(np.nanstd(boots, ddof=1)) if n_boot > 1 else math.nan
@@ -369,10 +439,10 @@ def _check_test(test: str, ci: str, aggregation: str, binary: bool) -> None:
         raise ValueError(f"unknown paired test {test!r}; expected one of {', '.join(TESTS)}")
     if ci not in CI_METHODS:
         raise ValueError(f"unknown CI method {ci!r}; expected one of {', '.join(CI_METHODS)}")
-    if test in ("paired_bs", "paired_ar") and not corpus.is_corpus(aggregation):
+    if test in ("paired_bs", "paired_ar") and not is_corpus(aggregation):
         raise ValueError(f"test {test} is sacreBLEU's test for corpus metrics, not for {aggregation}")
     per_example = test in ("mcnemar", "mcnemar_midp", "wilcoxon", "wilcoxon_pratt", "t", "permutation")
-    if (per_example or ci in ("bca", "t")) and aggregation != "mean":
+    if (per_example or ci in ("bca", "t")) and not is_mean(aggregation):
         # These tests treat the per-example values as the data: only right when the metric is their mean.
         what = f"test {test}" if per_example else f"CI {ci}"
         raise ValueError(f"{what} tests a mean of per-example values; {aggregation} is not one")
@@ -421,11 +491,12 @@ def compare_paired(
     delta = c_val - b_val
     detail: dict[str, Any] = {}
     ci_method = "t" if ci == "auto" and test == "t" else ("bootstrap" if ci == "auto" else ci)
-    if ci == "auto" and aggregation == "mean" and n >= ANALYTIC_MIN_N and not binary:
+    mean = is_mean(aggregation)
+    if ci == "auto" and mean and n >= ANALYTIC_MIN_N and not binary:
         # a large continuous sample: the analytic interval (discrete means stay exact and cheap)
         if len(np.unique(candidate.value - baseline.value)) > _MAX_LEVELS:
             ci_method = "t"
-    if corpus.is_corpus(aggregation):
+    if is_corpus(aggregation):
         test, p, (lo, hi), detail = _corpus_compare(baseline, candidate, test, n_resamples, confidence)
         ci_method = "bootstrap"
     else:
@@ -447,7 +518,7 @@ def compare_paired(
             if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa is undefined on constant d
                 lo = hi = delta
             detail["n_boot"] = n_boot
-        elif aggregation == "mean":
+        elif mean:
             # The mean is linear, so resampling the per-example differences is one gather, not two.
             d = candidate.value - baseline.value
             lo, hi = _percentile_ci(_bootstrap_mean(d, n_boot, seed), confidence)
@@ -461,7 +532,7 @@ def compare_paired(
             test, p = _paired_test(baseline.value, candidate.value, binary, test)
     signed = candidate.value - baseline.value
     detail["confidence"] = confidence
-    if aggregation == "mean" and n >= 2:  # the spread behind a mean delta's power / MDE
+    if mean and n >= 2:  # the spread behind a mean delta's power / MDE
         detail["sd_diff"] = float(np.std(signed, ddof=1))
     if not higher_is_better:
         signed = -signed

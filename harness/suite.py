@@ -11,10 +11,10 @@ import hashlib
 import io
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import Field
 
@@ -23,6 +23,10 @@ from harness.errors import UserError
 from harness.registry import Registry
 from harness.store import GenerationRow, ScoreRow
 from harness.textfile import read_utf8
+
+if TYPE_CHECKING:
+    from harness.models.base import Backend
+    from harness.store import Store
 
 
 class SuiteConfig(Strict):
@@ -94,8 +98,10 @@ class BoundMetric:
     computes changes, so runs scored by two definitions are never compared (harness.measurement)."""
 
 
-class SuiteKind(ABC):
-    """One suite file, loaded: config, examples, metrics."""
+class Suite(ABC):
+    """One suite file, loaded: config, examples, metrics. A kind is a `SuiteKind` (the runner
+    asks it for one request per example and scores each output) or a `SelfDrivenSuite` (it
+    drives its own request loop)."""
 
     kind: ClassVar[str]
     config_model: ClassVar[type[SuiteConfig]]
@@ -129,21 +135,18 @@ class SuiteKind(ABC):
     def load_examples(self) -> list[Example]: ...
 
     @abstractmethod
-    def request(self, example: Example) -> Request:
-        """The request for one example (messages or raw text; the backend renders chat)."""
-
     def request_types(self) -> set[str]:
         """Request types this suite sends, checked against a backend's capabilities before the
-        first call. Default: the type of the first example's request."""
-        return {self.request(self.examples[0]).type} if self.examples else set()
+        first call."""
 
     def needs(self) -> set[str]:
         """Extra backend capabilities beyond request types (e.g. 'local_weights' for a kind
         that hands the loaded model to another library)."""
         return set()
 
-    @abstractmethod
-    def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]: ...
+    def template_option(self) -> str | None:
+        """The suite's `chat_template` option (`trained`, `base` or a file), if it has one."""
+        return None
 
     def measurement_facts(self) -> dict[str, Any]:
         """What else decides the meaning of this kind's numbers, for the run's measurement record
@@ -155,7 +158,75 @@ class SuiteKind(ABC):
         return [ScoreRow(example.id, m.name, None, 1.0, error) for m in self.metrics]
 
 
-SUITE_KINDS: Registry[SuiteKind] = Registry("suite kind")  # entries: the SuiteKind classes
+class SuiteKind(Suite):
+    """A kind the runner drives: one request per example, each output scored as it lands."""
+
+    @abstractmethod
+    def request(self, example: Example) -> Request:
+        """The request for one example (messages or raw text; the backend renders chat)."""
+
+    def request_types(self) -> set[str]:
+        """Default: the type of the first example's request."""
+        return {self.request(self.examples[0]).type} if self.examples else set()
+
+    @abstractmethod
+    def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]: ...
+
+
+class RunSettings(Protocol):
+    """What a self-driven kind reads of the run's options (harness.runner.RunOptions)."""
+
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def batch_size(self) -> int | Literal["auto"]: ...
+
+
+class SelfDrivenSuite(Suite):
+    """A kind that drives its own request loop (lm-eval's for benchmarks; batched, concurrent
+    judging for judge suites): the runner creates the run, hands it to `execute_run` and marks
+    it done; it plans no requests and scores nothing itself. Such runs cannot be sharded."""
+
+    @abstractmethod
+    def execute_run(
+        self,
+        store: Store,
+        run_id: str,
+        backend: Backend,
+        options: RunSettings,
+        progress: Callable[[int], None],
+    ) -> None:
+        """Do every example of `run_id` not stored yet, writing rows to `store` as they finish;
+        `progress(n)` after each n stored."""
+
+
+SUITE_KINDS: Registry[Suite] = Registry("suite kind")  # entries: the Suite classes
+
+SuiteLoader = Callable[[str | Path], Suite]
+_loader: list[SuiteLoader | str] = []
+
+
+def register_suite_loader(loader: SuiteLoader | str) -> None:
+    """How a suite name or file becomes a `Suite`: registered by the package that holds the kinds
+    (`suites/` registers `suites.loader:load_suite`), so the core loads suites without importing
+    it. A "module:function" string is imported on first use (nothing heavy at start-up)."""
+    _loader[:] = [loader]
+
+
+def load_suite(ref: str | Path) -> Suite:
+    """The suite `ref` (a built-in name or a file), parsed and validated by the registered loader."""
+    if not _loader:
+        raise RuntimeError("no suite loader registered: import tunegate (or suites) first")
+    loader = _loader[0]
+    if isinstance(loader, str):
+        import importlib
+
+        module, _, name = loader.partition(":")
+        loader = _loader[0] = getattr(importlib.import_module(module), name)
+    assert not isinstance(loader, str)
+    return loader(ref)
 
 
 def parse_json_line(text: str, path: Path, line: int | None) -> Any:
@@ -226,7 +297,7 @@ def example_ids(rows: Sequence[tuple[int, dict[str, Any]]], id_field: str | None
     return ids
 
 
-def content_hash(suite: SuiteKind) -> str:
+def content_hash(suite: Suite) -> str:
     """Hash of the suite file and its data: a changed suite is a different suite."""
     h = hashlib.sha256()
     h.update(suite.path.read_bytes())
@@ -235,5 +306,5 @@ def content_hash(suite: SuiteKind) -> str:
     return h.hexdigest()
 
 
-def suite_id(suite: SuiteKind) -> str:
+def suite_id(suite: Suite) -> str:
     return f"{suite.config.name}-{content_hash(suite)[:10]}"

@@ -62,6 +62,16 @@ GONE_AFTER = 3
 """Refused connections in a row, after at least one answer, that mean the server is gone."""
 
 
+class ReplicaUnreachable(Exception):
+    """Raised out of `call` by a transport made with `failover` when its server did not answer
+    (connection refused or reset, a timeout): the replica pool (harness.models.replicas) sends
+    the request to another replica instead of retrying this one."""
+
+    def __init__(self, error: str, *, refused: bool, attempts: int) -> None:
+        super().__init__(error)
+        self.error, self.refused, self.attempts = error, refused, attempts
+
+
 class MalformedReply(Exception):
     """Raised by a request's `make` when a 200 reply is unusable (garbage, no choices): retried
     like a 5xx, then reported as the request's error."""
@@ -91,6 +101,7 @@ class Transport:
         *,
         what: str = "endpoint",
         stop_when_gone: bool = False,
+        failover: bool = False,
     ):
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -103,6 +114,8 @@ class Transport:
         self.answered = 0
         """Replies received (any status): the server was there."""
         self.refused_in_row = 0
+        self.failover = failover
+        """A replica: no answer (refused, reset, timed out) raises ReplicaUnreachable at once."""
         self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
         if api_key_env:
             register_secret_env(api_key_env)
@@ -176,6 +189,7 @@ class Transport:
                     value = await asyncio.wait_for(make(oai), deadline)
                 except TimeoutError:
                     error = f"{self.what} call took longer than {deadline_text}"
+                    self._fail_over(error, attempts, refused=False)
                 except openai.APIStatusError as e:
                     status, body = e.status_code, self.scrub(body_text(e))  # masked before it is cut
                     self.answered, self.refused_in_row = self.answered + 1, 0
@@ -190,12 +204,14 @@ class Transport:
                     error = f"malformed reply from {self.what} {self.base_url}: {type(e).__name__}: {e}"
                 except openai.APITimeoutError:
                     error = f"{self.what} call timed out after {cfg.timeout:g} s"
+                    self._fail_over(error, attempts, refused=False)
                 except ReplyRefused as e:  # too large, or not JSON: the same again on a retry
                     error = f"reply from {self.what} {self.base_url} refused: {e}"
                     return self._outcome(None, error, None, None, attempts, t0)
                 except openai.APIConnectionError as e:
                     error = f"cannot reach {self.what} {self.base_url}: {e.__cause__ or e}"
                     self._check_gone(e)
+                    self._fail_over(error, attempts, refused=_refused(e))
                 else:
                     self.answered, self.refused_in_row = self.answered + 1, 0
                     return self._outcome(value, None, None, None, attempts, t0)
@@ -210,6 +226,10 @@ class Transport:
                     return self._outcome(None, error, status, body, attempts, t0)
                 await asyncio.sleep(self.delay(retries, retry_after))
                 retries += 1
+
+    def _fail_over(self, error: str, attempts: int, *, refused: bool) -> None:
+        if self.failover:
+            raise ReplicaUnreachable(self.scrub(error) or error, refused=refused, attempts=attempts)
 
     def _check_gone(self, e: BaseException) -> None:
         """Count a refused connection; raise EndpointGone at GONE_AFTER in a row after an answer."""

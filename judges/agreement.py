@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import secrets
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from harness.errors import UserError
 from harness.store import Store
+from harness.store.queries_judges import insert_agreement
 
 
 @dataclass(frozen=True)
@@ -115,21 +115,18 @@ def judge_scores(store: Store, run_id: str, metric: str) -> dict[str, float]:
 
 def store_agreement(store: Store, run_id: str, metric: str, labels: Path, result: Agreement) -> str:
     agreement_id = "a-" + secrets.token_hex(4)
-    store.db.execute(
-        "INSERT INTO judge_agreements (agreement_id, run_id, metric, labels_path, labels_hash, n,"
-        " kappa_quadratic, spearman, spearman_p, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            agreement_id,
-            run_id,
-            metric,
-            str(labels),
-            hashlib.sha256(labels.read_bytes()).hexdigest(),
-            result.n,
-            _finite(result.kappa_quadratic),
-            _finite(result.spearman),
-            _finite(result.spearman_p),
-            json.dumps({k: _finite(v) for k, v in asdict(result).items()}),
-        ],
+    insert_agreement(
+        store,
+        agreement_id,
+        run_id,
+        metric,
+        str(labels),
+        hashlib.sha256(labels.read_bytes()).hexdigest(),
+        result.n,
+        _finite(result.kappa_quadratic),
+        _finite(result.spearman),
+        _finite(result.spearman_p),
+        {k: _finite(v) for k, v in asdict(result).items()},
     )
     return agreement_id
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from harness.config import Strict
+from harness.judging import Judge, MetricInfo, Subject, Verdict
 from harness.store import Store
 from judges.cache import Judgment, cached_judgments, write_judgments
+
+__all__ = ["DEFAULT_CRITERIA", "Criterion", "EndpointJudge", "Judge", "MetricInfo", "Subject", "Verdict"]
 
 RESERVED = {"total", "rationale", "win", "consistency"}
 
@@ -36,53 +38,6 @@ DEFAULT_CRITERIA = (
     Criterion(name="completeness", description="Does it answer every part of the question?", max_points=3),
     Criterion(name="clarity", description="Is it clear, direct and well phrased?", max_points=3),
 )
-
-
-@dataclass(frozen=True)
-class Subject:
-    """What a judge looks at for one example."""
-
-    example_id: str
-    question: str
-    output: str
-    """The judged model's output."""
-    reference: str | None = None
-    baseline: str | None = None
-    """Pairwise: the baseline model's output for the same prompt."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A judge's result for one subject: metric values, or an error (then no value at all)."""
-
-    scores: dict[str, float] | None
-    error: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    higher_is_better: bool = True
-    binary: bool = False
-
-
-class Judge(Protocol):
-    """A rubric, pairwise or local judge."""
-
-    kind: str
-    identity: str
-    """The judge model, for keys and the store (model@url or a local model id)."""
-    calls: int
-    """Judge model calls made so far (cache hits make none)."""
-
-    def metrics(self) -> list[MetricInfo]: ...
-
-    def spec(self) -> dict[str, Any]:
-        """Everything that decides a judgment except the judged text: criteria, prompts, model."""
-        ...
-
-    def judge(self, store: Store, subjects: Sequence[Subject]) -> list[Verdict]: ...
 
 
 class EndpointJudge:

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.secrets import scrub
 from harness.store import Store
+from harness.store.queries_judges import put_judgments, successful_judgments
 
 
 @dataclass(frozen=True)
@@ -68,52 +69,31 @@ def judgment_key(judge_model: str, rubric: dict[str, Any], prompt: str, outputs:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-_COLS = (
-    "cache_key, judge, judge_model, spec, score, scores, rationale, raw, error, mode, attempts,"
-    " latency_s, prompt_tokens, completion_tokens"
-)
-
-
 def cached_judgments(store: Store, keys: Iterable[str]) -> dict[str, Judgment]:
     """Successful judgments for these keys."""
-    keys = list(dict.fromkeys(keys))
-    if not keys:
-        return {}
-    rows = store.db.execute(
-        f"SELECT {_COLS} FROM judgments WHERE error IS NULL AND cache_key IN (SELECT unnest(?))", [keys]
-    ).fetchall()
-    out = {}
-    for r in rows:
-        vals = list(r)
-        vals[3] = json.loads(vals[3] or "{}")
-        vals[5] = json.loads(vals[5]) if vals[5] else None
-        out[r[0]] = Judgment(*vals)
-    return out
+    return {r[0]: Judgment(*r) for r in successful_judgments(store, keys)}
 
 
 def write_judgments(store: Store, rows: Sequence[Judgment]) -> None:
-    if not rows:
-        return
-    with store.transaction():
-        store.db.executemany(
-            f"INSERT OR REPLACE INTO judgments ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    j.cache_key,
-                    j.judge,
-                    j.judge_model,
-                    json.dumps(j.spec, sort_keys=True),
-                    j.score,
-                    None if j.scores is None else scrub(json.dumps(j.scores, sort_keys=True)),
-                    scrub(j.rationale),  # a judge may quote the key it was sent
-                    scrub(j.raw),
-                    scrub(j.error),
-                    j.mode,
-                    j.attempts,
-                    j.latency_s,
-                    j.prompt_tokens,
-                    j.completion_tokens,
-                )
-                for j in rows
-            ],
-        )
+    put_judgments(
+        store,
+        [
+            (
+                j.cache_key,
+                j.judge,
+                j.judge_model,
+                json.dumps(j.spec, sort_keys=True),
+                j.score,
+                None if j.scores is None else scrub(json.dumps(j.scores, sort_keys=True)),
+                scrub(j.rationale),  # a judge may quote the key it was sent
+                scrub(j.raw),
+                scrub(j.error),
+                j.mode,
+                j.attempts,
+                j.latency_s,
+                j.prompt_tokens,
+                j.completion_tokens,
+            )
+            for j in rows
+        ],
+    )

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from harness.store import Store
-from harness.store.db import one_row
 from harness.store.judge_health import SANITY_MIN_GAP, get_health, write_health
+from harness.store.queries_judges import latest_kappa, mean_valid_score, metric_values
 from judges.base import Subject
 
 log = logging.getLogger(__name__)
@@ -38,25 +38,14 @@ def compute(store: Store, run_id: str, judge: Any, sanity: dict[str, Any] | None
     """The health row of one judge run, from its stored scores (and agreements, if any)."""
     metrics = [m["metric"] for m in store.run_metrics(run_id)]
     metric = main_metric(metrics, judge.kind)
-    rows = store.db.execute(
-        "SELECT value, error FROM scores WHERE run_id = ? AND metric = ?", [run_id, metric]
-    ).fetchall()
+    rows = metric_values(store, run_id, metric)
     judged = [(v, e) for v, e in rows if not (e and e.startswith(_GENERATION_FAILED))]
     failures = sum(1 for v, e in judged if e is not None)
     values = np.asarray([v for v, e in judged if e is None and v is not None], dtype=np.float64)
     consistency = None
     if "consistency" in metrics:
-        c = one_row(
-            store.db.execute(
-                "SELECT avg(value) FROM scores WHERE run_id = ? AND metric = 'consistency' AND error IS NULL",
-                [run_id],
-            )
-        )[0]
-        consistency = None if c is None else float(c)
-    kappa = store.db.execute(
-        "SELECT kappa_quadratic, n FROM judge_agreements WHERE run_id = ? ORDER BY created_at DESC LIMIT 1",
-        [run_id],
-    ).fetchone()
+        consistency = mean_valid_score(store, run_id, "consistency")
+    kappa = latest_kappa(store, run_id)
     return {
         "run_id": run_id,
         "judge": judge.kind,
@@ -93,10 +82,7 @@ def update_kappa(store: Store, run_id: str) -> None:
     old = get_health(store, run_id)
     if old is None:
         return
-    k = store.db.execute(
-        "SELECT kappa_quadratic, n FROM judge_agreements WHERE run_id = ? ORDER BY created_at DESC LIMIT 1",
-        [run_id],
-    ).fetchone()
+    k = latest_kappa(store, run_id)
     if k is not None:
         write_health(store, old | {"kappa": k[0], "kappa_n": k[1]})
 

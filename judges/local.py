@@ -171,3 +171,22 @@ def _verdict(criteria: list[Criterion], rows: list[Judgment]) -> Verdict:
         scores[c.name] = float(j.score)
     scores["total"] = sum(scores.values())
     return Verdict(scores, None, {"judgments": keys, "expected_scores": True})
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def local_model(model_spec: str, backend: Any) -> Any:
+    """A local model for judging (or a pairwise baseline): the judged backend itself when it is
+    the same weights, else one loaded once per process (quickstart judges base and candidate with
+    the same judge)."""
+    from harness.models import resolve_model
+
+    resolved = resolve_model(model_spec)
+    if backend.capabilities.local_weights and backend.resolved.fingerprint == resolved.fingerprint:
+        return backend
+    if resolved.fingerprint not in _LOADED:
+        from harness.models.hf import HFModel
+
+        _LOADED[resolved.fingerprint] = HFModel(resolved)
+    return _LOADED[resolved.fingerprint]

@@ -12,6 +12,8 @@ from html import escape
 from typing import Any
 
 BASE, CAND = "#7c8aa5", "#2563eb"
+MORE = ("#b45309", "#15803d", "#7c3aed", "#db2777", "#0891b2", "#4b5563")
+"""Candidates after the first, in a report of more than two models."""
 VERDICT_COLOUR = {"better": "#15803d", "worse": "#dc2626", "ns": "#9ca3af", None: "#9ca3af"}
 MUTED = 'fill="#6b7280"'
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
@@ -53,7 +55,7 @@ def score_panel(title: str, bars: list[tuple[str, str, Any]]) -> str:
 
     ``bars``: (label, colour, stats.Summary or None).
     """
-    w, h, top, bottom, left = 210, 150, 30, 22, 46
+    w, h, top, bottom, left = max(210, 52 + 64 * len(bars)), 150, 30, 22, 46
     present = [(lab, col, s) for lab, col, s in bars if s is not None and s.n]
     lo, hi = _range([v for _, _, s in present for v in (s.value, s.ci_low, s.ci_high)])
     y = lambda v: top + (h - top - bottom) * (hi - v) / (hi - lo)  # noqa: E731

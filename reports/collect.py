@@ -15,14 +15,14 @@ from typing import Any
 
 from harness import stats
 from harness.errors import UserError
-from harness.gate import CheckResult, GateResult
+from harness.gate import CheckResult
 from harness.results import MetricComparison, compare_runs, summarize_run
 from harness.store import RunRecord, Store
+from harness.store import queries_reports as q
 from harness.store.contamination import contaminated
-from harness.store.db import one_row
 from harness.store.training import get_training_run, lineage, training_logs
 from reports.leaderboard import badges as candidate_badges
-from reports.sides import Side
+from reports.sides import ReportRuns, Side
 
 MAX_TEXT = 4000
 """Longest text kept per field of an example; longer ones are cut (and say so) to bound the file."""
@@ -30,99 +30,87 @@ MAX_TEXT = 4000
 
 @dataclass
 class MetricRow:
-    """One line of the scoreboard: a suite × metric, both sides, the paired delta, gate checks."""
+    """One line of the scoreboard: a suite × metric, every side's value, each candidate's paired
+    delta against the first side (the baseline), and the gate's checks."""
 
     suite: str
     metric: str
     aggregation: str
     higher_is_better: bool
     binary: bool
-    base: stats.Summary | None = None
-    base_errors: int = 0
-    cand: stats.Summary | None = None
-    cand_errors: int = 0
-    comparison: MetricComparison | None = None
+    values: list[stats.Summary | None] = field(default_factory=list)
+    """Per side (the baseline first); None where the side has no run of this suite."""
+    errors: list[int] = field(default_factory=list)
+    comparisons: list[MetricComparison | None] = field(default_factory=list)
+    """Per candidate (side k + 1 against the baseline)."""
     checks: list[CheckResult] = field(default_factory=list)
 
     @property
-    def verdict(self) -> str | None:
-        """better | worse | ns (CI covers 0), or None without a paired comparison."""
-        if self.comparison is None:
+    def base(self) -> stats.Summary | None:
+        return self.values[0]
+
+    @property
+    def cand(self) -> stats.Summary | None:
+        return self.values[1] if len(self.values) > 1 else None
+
+    @property
+    def base_errors(self) -> int:
+        return self.errors[0]
+
+    @property
+    def cand_errors(self) -> int:
+        return self.errors[1] if len(self.errors) > 1 else 0
+
+    @property
+    def comparison(self) -> MetricComparison | None:
+        return self.comparisons[0] if self.comparisons else None
+
+    def verdict_of(self, k: int) -> str | None:
+        """better | worse | ns (CI covers 0) for candidate k, or None without a paired comparison."""
+        c = self.comparisons[k] if k < len(self.comparisons) else None
+        if c is None:
             return None
-        improved = self.comparison.paired.improved
+        improved = c.paired.improved
         return "ns" if improved is None else ("better" if improved else "worse")
 
-
-@dataclass
-class ReportData:
-    title: str
-    sides: list[dict[str, Any]]
-    """Per side: label, model (spec, id, lineage with training runs) and its runs."""
-    suites: list[str]
-    rows: list[MetricRow]
-    gate: GateResult | None
-    training: list[dict[str, Any]]
-    """Training runs in the models' lineage, with their logged curves."""
-    examples: dict[str, Any]
-    """The per-example viewer's data (embedded as JSON)."""
-    notes: list[str]
-    versions: dict[str, str]
-    clean: list[dict[str, Any]] = field(default_factory=list)
-    """Per contaminated suite: the scoreboard recomputed on the examples no scan flagged."""
-    latency: dict[str, Any] | None = None
-    """The sides' latest load runs, drawn (reports.latency; None: no side was put under load)."""
+    @property
+    def verdict(self) -> str | None:
+        """The first candidate's verdict (the only one in a base-vs-candidate report)."""
+        return self.verdict_of(0)
 
 
-def collect(
-    store: Store,
-    base: Side,
-    cand: Side | None,
-    gate: GateResult | None = None,
-    allow: frozenset[str] | set[str] = frozenset(),
-) -> ReportData:
-    """Everything the template needs, from stored rows only. `allow`: measurement mismatches
-    allowed by name (harness.measurement); a pair measured differently otherwise gets no
-    comparison, only a note saying why."""
-    suites = sorted(set(base) | set(cand or {}))
-    notes: list[str] = []
+def metric_rows(
+    store: Store, runs: ReportRuns, notes: list[str], checks: dict[tuple[str, str], list[CheckResult]]
+) -> list[MetricRow]:
+    """The scoreboard of every suite, notes saying what could not be compared and why."""
     rows: list[MetricRow] = []
-    suites_data = []
-    clean: list[dict[str, Any]] = []
-    checks: dict[tuple[str, str], list[CheckResult]] = {}
-    for c in gate.checks if gate else []:
-        checks.setdefault((c.suite, c.metric), []).append(c)
-    for name in suites:
-        ra, rb = base.get(name), (cand or {}).get(name)
-        if cand is not None and (ra is None or rb is None):
-            notes.append(f"suite '{name}' was run only for the {'candidate' if ra is None else 'base'}")
-        suite_rows = _metric_rows(store, name, ra, rb, notes, allow)
+    for name in runs.suites:
+        per_side = runs.runs_of(name)
+        if runs.compared and any(r is None for r in per_side):
+            if len(per_side) == 2:
+                notes.append(
+                    f"suite '{name}' was run only for the {'candidate' if per_side[0] is None else 'base'}"
+                )
+            else:
+                missing = [runs.labels[k] for k, r in enumerate(per_side) if r is None]
+                notes.append(f"suite '{name}' was not run for {', '.join(missing)}")
+        suite_rows = _metric_rows(store, name, per_side, runs.labels, notes, runs.allow)
         for r in suite_rows:
             r.checks = checks.get((name, r.metric), [])
         rows += suite_rows
-        suites_data.append(_examples(store, name, ra, rb, suite_rows))
-        if ra is not None and rb is not None and suites_data[-1].get("contaminated"):
-            clean.append(_clean_board(store, name, ra, rb, set(suites_data[-1]["contaminated"]), allow))
-    sides = [_side("base" if cand else "model", base, store)]
-    if cand is not None:
-        sides.append(_side("candidate", cand, store))
-    training = _training(store, sides)
-    from reports.latency import latency_section
+    return rows
 
-    latency = latency_section(store, [(s["label"], s["model"]["model_id"]) for s in sides])
-    title = " vs ".join(s["model"]["spec"] for s in sides)
-    return ReportData(
-        title=title,
-        sides=sides,
-        suites=suites,
-        rows=rows,
-        gate=gate,
-        training=training,
-        examples={"sides": len(sides), "suites": suites_data},
-        notes=notes,
-        versions=_versions(),
-        clean=clean,
-        latency=latency,
-    )
+
+def clean_boards(store: Store, runs: ReportRuns, examples: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per contaminated suite of a base-vs-candidate report: the scoreboard on clean examples."""
+    out: list[dict[str, Any]] = []
+    if len(runs.sides) != 2:
+        return out
+    for suite in examples["suites"]:
+        ra, rb = runs.runs_of(suite["name"])
+        if ra is not None and rb is not None and suite.get("contaminated"):
+            out.append(_clean_board(store, suite["name"], ra, rb, set(suite["contaminated"]), runs.allow))
+    return out
 
 
 def _clean_board(
@@ -140,35 +128,44 @@ def _clean_board(
 def _metric_rows(
     store: Store,
     suite: str,
-    ra: RunRecord | None,
-    rb: RunRecord | None,
+    runs: list[RunRecord | None],
+    labels: list[str],
     notes: list[str],
     allow: frozenset[str] | set[str] = frozenset(),
 ) -> list[MetricRow]:
     by_metric: dict[str, MetricRow] = {}
-    for side, run in (("base", ra), ("cand", rb)):
+    n = len(runs)
+    for k, run in enumerate(runs):
         if run is None:
             continue
         for m in summarize_run(store, run.run_id)[1]:
             row = by_metric.get(m.metric)
             if row is None:
                 row = by_metric[m.metric] = MetricRow(
-                    suite, m.metric, m.aggregation, m.higher_is_better, _is_binary(store, run, m.metric)
-                )
-            setattr(row, side, m.summary)
-            setattr(row, f"{side}_errors", m.n_errors)
-    if ra is not None and rb is not None:
+                    suite, m.metric, m.aggregation, m.higher_is_better, _is_binary(store, run, m.metric),
+                    [None] * n, [0] * n, [None] * (n - 1),
+                )  # fmt: skip
+            row.values[k] = m.summary
+            row.errors[k] = m.n_errors
+    base = runs[0]
+    for k, run in enumerate(runs[1:]):
+        if base is None or run is None:
+            continue
+        who = "" if n == 2 else f"{labels[k + 1]}: "
         try:
-            comps = compare_runs(store, ra.run_id, rb.run_id, k=0, allow=allow)[2]
+            comps = compare_runs(store, base.run_id, run.run_id, k=0, allow=allow)[2]
         except UserError as e:  # measured differently (harness.measurement), or unlike suites
-            notes.append(f"suite '{suite}': no paired comparison ({e})")
+            notes.append(f"suite '{suite}': {who}no paired comparison ({e})")
             comps = []
         from harness.api import comparability_record
         from harness.measurement import comparability_lines
 
-        notes.extend(f"suite '{suite}': {line}" for line in comparability_lines(comparability_record(comps)))
+        notes.extend(
+            f"suite '{suite}': {who}{line}" for line in comparability_lines(comparability_record(comps))
+        )
         for c in comps:
-            by_metric[c.metric].comparison = c
+            if c.metric in by_metric:
+                by_metric[c.metric].comparisons[k] = c
     return list(by_metric.values())
 
 
@@ -178,36 +175,35 @@ def _is_binary(store: Store, run: RunRecord, metric: str) -> bool:
 
 # -- per-example rows ----------------------------------------------------------------------------
 def _run_rows(store: Store, run: RunRecord) -> dict[str, tuple]:
-    rows = store.db.execute(
-        "SELECT re.example_id, e.position, g.prompt, g.output, coalesce(re.error, g.error),"
-        " e.reference, e.input FROM run_examples re JOIN runs r USING (run_id)"
-        " LEFT JOIN generations g USING (cache_key)"
-        " LEFT JOIN examples e ON e.suite_id = r.suite_id AND e.example_id = re.example_id"
-        " WHERE re.run_id = ? ORDER BY e.position, re.example_id",
-        [run.run_id],
-    ).fetchall()
-    return {r[0]: r for r in rows}
+    return {r[0]: r for r in q.example_rows(store, run.run_id)}
 
 
 def _run_scores(store: Store, run: RunRecord) -> dict[tuple[str, str], tuple]:
-    rows = store.db.execute(
-        "SELECT example_id, metric, value, error, coalesce(json_extract_string(detail, '$.rationale'),"
-        " json_extract_string(detail, '$.reason')) FROM scores WHERE run_id = ?",
-        [run.run_id],
-    ).fetchall()
-    return {(r[0], r[1]): r[2:] for r in rows}
+    return {(r[0], r[1]): r[2:] for r in q.score_notes(store, run.run_id)}
+
+
+def examples_payload(store: Store, runs: ReportRuns, rows: list[MetricRow]) -> dict[str, Any]:
+    """The per-example viewer's data (embedded as JSON; report.js reads it by position)."""
+    suites = [
+        _examples(store, name, runs.runs_of(name), [r for r in rows if r.suite == name])
+        for name in runs.suites
+    ]
+    return {"sides": len(runs.sides), "slots": runs.slots, "suites": suites, "labels": runs.labels}
 
 
 def _examples(
-    store: Store, suite: str, ra: RunRecord | None, rb: RunRecord | None, rows: list[MetricRow]
+    store: Store, suite: str, runs: list[RunRecord | None], rows: list[MetricRow]
 ) -> dict[str, Any]:
-    """One suite's examples as compact arrays: the viewer reads them by position (see report.js)."""
+    """One suite's examples as compact arrays: [id, prompt, reference, outputs × S, errors × S,
+    scores × S, extra], S = max(2, sides): slot 0 is always the baseline, slot k the k-th
+    candidate, even when one is missing (report.js reads them by position)."""
     metrics = [r.metric for r in rows]
-    runs = (ra, rb)  # slot 0 is always the base, slot 1 the candidate, even when one is missing
+    slots = max(2, len(runs))
+    runs = list(runs) + [None] * (slots - len(runs))
     data = [_run_rows(store, r) if r else {} for r in runs]
     scores = [_run_scores(store, r) if r else {} for r in runs]
     ids = list(dict.fromkeys(eid for d in data for eid in d))
-    prompts = [_prompt(data[0].get(eid) or data[1].get(eid)) for eid in ids]
+    prompts = [_prompt(next((d[eid] for d in data if eid in d), None)) for eid in ids]
     prefix, suffix = _common_affixes([p for p in prompts if p])
     examples = []
     for eid in ids:
@@ -232,14 +228,15 @@ def _examples(
                 s = scores[k].get((eid, m))
                 v.append(_num(s[0]) if s else None)
                 if s and s[1]:
-                    extra.setdefault("se", {}).setdefault(str(i), [None, None])[k] = s[1]
+                    extra.setdefault("se", {}).setdefault(str(i), [None] * slots)[k] = s[1]
                 if s and s[2]:
-                    extra.setdefault("r", {}).setdefault(str(i), [None, None])[k] = _cut(s[2])
+                    extra.setdefault("r", {}).setdefault(str(i), [None] * slots)[k] = _cut(s[2])
             vals.append(v)
-        if recs[0] and recs[1] and _prompt(recs[1]) != _prompt(recs[0]):  # e.g. another chat template
-            extra["pb"] = _cut(_prompt(recs[1]) or "")
+        differs = [r for r in recs[1:] if recs[0] and r and _prompt(r) != _prompt(recs[0])]
+        if differs:  # e.g. another chat template
+            extra["pb"] = _cut(_prompt(differs[0]) or "")
         examples.append(ex + outs + errs + vals + [extra or None])
-    run = ra or rb
+    run = next((r for r in runs if r is not None), None)
     assert run is not None, "a suite in the report has a run on at least one side"
     flagged = contaminated(store, run.suite_id)
     for ex in examples:
@@ -303,24 +300,17 @@ def _num(v: float | None) -> float | None:
 
 
 # -- models, lineage, runs -----------------------------------------------------------------------
-def _side(label: str, side: Side, store: Store) -> dict[str, Any]:
+def side_card(label: str, side: Side, store: Store, css: str) -> dict[str, Any]:
+    """A model's card: spec, id, fingerprint, lineage (with its training runs), runs, badges."""
     model_id = next(iter(side.values())).model_id
-    m = one_row(
-        store.db.execute(
-            "SELECT model_id, spec, kind, fingerprint, base_model_id, adapter_path, created_at FROM models"
-            " WHERE model_id = ?",
-            [model_id],
-        )
-    )
+    m = q.model_row(store, model_id)
     chain = []
     for link in lineage(store, model_id):
         t = get_training_run(store, link["training_run_id"]) if link["training_run_id"] else None
         chain.append({**link, "training": _training_info(t) if t else None})
     runs = []
     for name, run in sorted(side.items()):
-        host, git_sha, versions = one_row(
-            store.db.execute("SELECT host, git_sha, versions FROM runs WHERE run_id = ?", [run.run_id])
-        )
+        host, git_sha, versions = q.run_provenance(store, run.run_id)
         done, errors = store.counts(run.run_id)
         runs.append(
             {
@@ -333,7 +323,7 @@ def _side(label: str, side: Side, store: Store) -> dict[str, Any]:
                 "duration": _duration(run.started_at, run.ended_at),
                 "host": host,
                 "git_sha": (git_sha or "")[:10],
-                "versions": json.loads(versions or "{}"),
+                "versions": versions,
                 "done": done,
                 "errors": errors,
                 "limit": run.config.get("limit"),
@@ -341,6 +331,7 @@ def _side(label: str, side: Side, store: Store) -> dict[str, Any]:
         )
     return {
         "label": label,
+        "css": css,
         "model": {
             "model_id": m[0],
             "spec": m[1],
@@ -383,7 +374,8 @@ def _training_info(t: Any) -> dict[str, Any]:
     }
 
 
-def _training(store: Store, sides: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def training_runs(store: Store, sides: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Training runs in the models' lineage, with their logged curves."""
     out, seen = [], set()
     for side in sides:
         for link in side["lineage"]:
@@ -407,7 +399,7 @@ def _duration(start: Any, end: Any) -> str:
     return f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.1f} min"
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}

@@ -105,6 +105,7 @@ def sweep_data(store: Store, sweep_id: str) -> dict[str, Any]:
     """Per step: each suite's metrics; the best step per metric; loss curves; SVG charts."""
     from harness.gate.best import sweep_runs
     from harness.results import summarize_run
+    from harness.store.queries_reports import has_training_logs
     from harness.store.training import training_logs
 
     rows = [r for r in sweep_runs(store, sweep=sweep_id)]
@@ -127,12 +128,8 @@ def sweep_data(store: Store, sweep_id: str) -> dict[str, Any]:
             name = f"{suite}/{m.metric}"
             values.setdefault(step, {})[name] = m.summary.value
             higher[name] = bool(m.higher_is_better)
-    if (
-        training_run_id
-        and store.db.execute(
-            "SELECT 1 FROM training_logs WHERE training_run_id = ? LIMIT 1", [training_run_id]
-        ).fetchone()
-    ):  # the run's own step log is fuller than the checkpoints' snapshots
+    # the run's own step log is fuller than the checkpoints' snapshots
+    if training_run_id and has_training_logs(store, training_run_id):
         losses = {
             "train loss": [
                 (r["step"], r["loss"])

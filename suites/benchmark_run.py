@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from harness.lm_eval_rows import jsonable, task_rows
+from harness.store.queries_training import merge_run_config
 
 if TYPE_CHECKING:
     from harness.models.batching import BatchSize
@@ -79,10 +79,7 @@ def _persist(
     }
     # The aggregates go first: if the rows then fail to land, --resume redoes the task and
     # overwrites them; the reverse order could leave stored rows without lm-eval's numbers.
-    store.db.execute(
-        "UPDATE runs SET config = json_merge_patch(config, ?::JSON) WHERE run_id = ?",
-        [json.dumps(patch), run_id],
-    )
+    merge_run_config(store, run_id, patch)
     model_id, fp = backend.resolved.model_id, backend.resolved.fingerprint
     gens: list[GenerationRow] = []
     items: list[tuple[str, str, bool, None]] = []

@@ -6,26 +6,31 @@ work unchanged; every judge call is cached in `judgments`.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.config import Strict
 from harness.errors import UserError
-from harness.store import GenerationRow, ScoreRow
+from harness.judging import JUDGES, field_owner, judge_type
+from harness.suite import SelfDrivenSuite
 from harness.templates import UserTemplate
+from judges import types as _builtin_types  # noqa: F401  (registers the built-in judge types)
 from judges.base import DEFAULT_CRITERIA, Criterion
 from judges.client import EndpointConfig
 from suites.base import SUITE_KINDS, BoundMetric, Example
 from suites.task import PromptedConfig, TaskSuite
 
+_OWNED_FIELDS = ("metric", "options")
+"""`judge:` fields that belong to one judge type (its `takes`); plugins read theirs from `options`."""
+
 
 class JudgeSpec(Strict):
     """Who judges and against what."""
 
-    type: Literal["rubric", "pairwise", "local", "auto", "deepeval"] = "rubric"
-    """auto: a rubric judge on the endpoint when one is configured (base_url or
+    type: str = "rubric"
+    """A registered judge type (harness.judging.JUDGES): rubric, pairwise, local, deepeval, or
+    auto: a rubric judge on the endpoint when one is configured (base_url or
     $TUNEGATE_JUDGE_BASE_URL), otherwise the local G-Eval judge with the same criteria.
     deepeval: `metric` from deepeval.metrics on the endpoint (`pip install 'tunegate[deepeval]'`)."""
     metric: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,26 +54,31 @@ class JudgeSpec(Strict):
     batch_size: int = Field(64, ge=1)
     """Examples judged (and stored) per batch; a crash loses at most one batch of judgments."""
 
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        try:
+            JUDGES.get(v)
+        except UserError as e:  # did-you-mean, located at judge.type by the suite loader
+            raise ValueError(e.detail) from None
+        return v
+
     @model_validator(mode="after")
     def _fits(self) -> JudgeSpec:
-        if (self.type == "deepeval") != (self.metric is not None):
-            raise ValueError("'metric' names a deepeval metric: it goes with type: deepeval, and only there")
-        if self.options and self.type != "deepeval":
-            raise ValueError("'options' are a deepeval metric's arguments: only with type: deepeval")
-        if self.type == "pairwise" and not self.baseline:
-            raise ValueError("a pairwise judge needs 'baseline' (the model to compare against)")
-        if self.type in ("local", "auto") and any(c.max_points > 9 for c in self.criteria):
-            raise ValueError("the local judge reads one digit: max_points must be at most 9")
+        jt = judge_type(self.type)
+        for name in _OWNED_FIELDS:  # a field one type reads is refused with any other
+            owner = field_owner(name)
+            if getattr(self, name) and owner is not None and name not in jt.takes:
+                raise ValueError(owner.takes[name])
+        jt.check(self)
         names = [c.name for c in self.criteria]
         if len(set(names)) != len(names):
             raise ValueError("criterion names must be unique")
         return self
 
     def effective_type(self) -> str:
-        if self.type != "auto":
-            return self.type
-        has_endpoint = self.endpoint.base_url or os.environ.get("TUNEGATE_JUDGE_BASE_URL")
-        return "rubric" if has_endpoint else "local"
+        """The judge type that judges: `auto` resolves to rubric or local."""
+        return judge_type(self.type).resolve(self)
 
 
 class JudgeConfig(PromptedConfig):
@@ -78,7 +88,7 @@ class JudgeConfig(PromptedConfig):
 
 
 @SUITE_KINDS.register("judge")
-class JudgeSuite(TaskSuite):
+class JudgeSuite(TaskSuite, SelfDrivenSuite):  # requests as a task; judged in its own loop
     """Examples and generation requests as a task suite; scoring by a judge (execute_run)."""
 
     kind = "judge"
@@ -87,52 +97,19 @@ class JudgeSuite(TaskSuite):
 
     def bind_metrics(self) -> list[BoundMetric]:
         spec = self.config.judge
-        kind = spec.effective_type()
-        if kind != "local":  # fail before a run starts, not after its generations
+        jt = judge_type(spec.effective_type())
+        if jt.uses_endpoint:  # fail before a run starts, not after its generations
             try:
                 spec.endpoint.resolved_base_url()
             except UserError as e:
                 raise self.doc.error(e.detail, ("judge", "endpoint")) from None
         if spec.sanity:  # read after the run: a path outside the suite's folder fails now
             self.local_path(spec.sanity, ("judge", "sanity"))
-        base = {"name": f"judge:{kind}", "args": self._judge_args(kind)}
-        if kind == "deepeval":
-            from harness.extras import require
-            from judges.deepeval_judge import score_name
-
-            require("deepeval")  # before any generation is paid for
-
-            return [BoundMetric(score_name(spec.metric or "", spec.options), None, base, "mean", True, False)]
-        if kind == "pairwise":
-            return [
-                BoundMetric("win", None, base, "mean", True, False),
-                BoundMetric("consistency", None, base, "mean", True, True),
-            ]
-        bound = [BoundMetric(c.name, None, base, "mean", True, False) for c in spec.criteria]
-        return bound + [BoundMetric("total", None, base, "mean", True, False)]
-
-    def _judge_args(self, kind: str) -> dict[str, Any]:
-        spec = self.config.judge
-        args: dict[str, Any] = {
-            "criteria": [c.model_dump() for c in spec.criteria],
-            "instructions": spec.instructions,
-        }
-        if kind == "local":
-            args["model"] = spec.local_model
-        else:  # the endpoint as configured, minus nothing secret: the key stays in its env var
-            ep = spec.endpoint
-            args["endpoint"] = {
-                "base_url": ep.base_url or os.environ.get("TUNEGATE_JUDGE_BASE_URL"),
-                "model": ep.resolved_model(),
-                "max_tokens": ep.max_tokens,
-                "temperature": ep.temperature,
-            }
-        if kind == "pairwise":
-            args["baseline"] = spec.baseline
-        if kind == "deepeval":
-            args |= {"metric": spec.metric, "options": spec.options}
-            del args["criteria"], args["instructions"]  # deepeval's metric has its own
-        return args
+        base = {"name": f"judge:{jt.name}", "args": jt.measured_args(spec)}
+        jt.prepare(spec)  # before any generation is paid for
+        return [
+            BoundMetric(m.name, None, base, "mean", m.higher_is_better, m.binary) for m in jt.metrics(spec)
+        ]
 
     def load_examples(self) -> list[Example]:
         examples = super().load_examples()
@@ -151,9 +128,6 @@ class JudgeSuite(TaskSuite):
     def judge_question(self, example: Example) -> str:
         """What the judge sees as the task for this example."""
         return self._question.render(example.record)
-
-    def score(self, example: Example, response: GenerationRow) -> list[ScoreRow]:
-        raise NotImplementedError("judge suites score in execute_run (judging is batched and concurrent)")
 
     def execute_run(self, store: Any, run_id: str, backend: Any, options: Any, progress: Any) -> None:
         """Generate what is missing (generation cache first), then judge in batches."""

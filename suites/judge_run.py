@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.judging import Judge, Subject, Verdict, judge_type
 from harness.runner.execute import generations as generate
 from harness.store import GenerationRow, ScoreRow, Store
 from harness.suite import Example
-from judges.base import Subject, Verdict
-
-_LOCAL_JUDGES: dict[str, Any] = {}
+from judges.local import local_model
 
 
 def run_judge_suite(suite: Any, store: Store, run_id: str, backend: Any, options: Any, progress: Any) -> None:
@@ -27,11 +26,13 @@ def run_judge_suite(suite: Any, store: Store, run_id: str, backend: Any, options
     if not todo:
         return
     spec = suite.config.judge
-    judge = build_judge(suite, backend)
+    jt = judge_type(spec.effective_type())
+    judge = jt.build(spec, backend)
     outputs = generate(store, backend, suite, todo, options)
     base_outputs = None
-    if judge.kind == "pairwise":
-        base = _baseline_backend(spec.baseline, backend)
+    baseline = jt.baseline(spec)
+    if baseline is not None:  # pairwise: the baseline answers the same prompts
+        base = local_model(baseline, backend)  # reuses loaded weights when they are the same
         before = sum(base.calls.values()) if base is not backend else 0
         base_outputs = generate(store, base, suite, todo, options)
         if base is not backend:
@@ -54,7 +55,7 @@ def _judge_batch(
     suite: Any,
     store: Store,
     run_id: str,
-    judge: Any,
+    judge: Judge,
     chunk: list[Example],
     outputs: dict[str, tuple[str, GenerationRow, bool]],
     base_outputs: dict[str, tuple[str, GenerationRow, bool]] | None,
@@ -94,45 +95,3 @@ def _score_rows(suite: Any, ex: Example, v: Verdict) -> list[ScoreRow]:
             for m in suite.metrics
         ]
     return [ScoreRow(ex.id, m.name, float(v.scores[m.name]), 1.0, None, v.detail) for m in suite.metrics]
-
-
-def build_judge(suite: Any, backend: Any) -> Any:
-    spec = suite.config.judge
-    kind = spec.effective_type()
-    if kind == "local":
-        from judges.local import LocalJudge
-
-        return LocalJudge(spec.criteria, local_model(spec.local_model, backend), spec.instructions)
-    from judges.client import JudgeClient
-
-    client = JudgeClient(spec.endpoint)
-    if kind == "deepeval":
-        from judges.deepeval_judge import DeepEvalJudge
-
-        return DeepEvalJudge(spec.metric, spec.options, client)
-    if kind == "pairwise":
-        from judges.pairwise import PairwiseJudge
-
-        return PairwiseJudge(spec.criteria, client, spec.instructions)
-    from judges.rubric import RubricJudge
-
-    return RubricJudge(spec.criteria, client, spec.instructions)
-
-
-def local_model(model_spec: str, backend: Any) -> Any:
-    """The local judge model: the judged backend itself when it is the same weights, else one
-    loaded once per process (quickstart judges base and candidate with the same judge)."""
-    from harness.models import resolve_model
-
-    resolved = resolve_model(model_spec)
-    if backend.capabilities.local_weights and backend.resolved.fingerprint == resolved.fingerprint:
-        return backend
-    if resolved.fingerprint not in _LOCAL_JUDGES:
-        from harness.models.hf import HFModel
-
-        _LOCAL_JUDGES[resolved.fingerprint] = HFModel(resolved)
-    return _LOCAL_JUDGES[resolved.fingerprint]
-
-
-def _baseline_backend(model_spec: str, backend: Any) -> Any:
-    return local_model(model_spec, backend)  # same rule: reuse loaded weights when identical

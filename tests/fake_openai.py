@@ -32,6 +32,9 @@ class FakeState:
     reject_json_schema: bool = False
     models: str = "ok"
     """How GET /models answers: ok, or one of the hostile behaviours (html, huge, trickle, …)."""
+    model_entries: list[dict[str, Any]] | None = None
+    """What an 'ok' GET /models lists (default: one model, `fake`): a server that claims to serve
+    another model, or the same id from another root (the replica tests)."""
     reply: Callable[[dict[str, Any]], str] | None = None
     """Content for 'ok' replies; default: a mid-range answer built from the request's schema."""
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -49,6 +52,10 @@ class FakeState:
     """Streamed replies to request `cut_from` and later end with [DONE] and no finish_reason (as
     llama-cpp-python's server cuts a stream off when the next request arrives)."""
     n_seen: int = 0
+    slots: int = 0
+    """Requests served at once (the rest wait, as on a server with a fixed batch); 0: no limit.
+    A replica benchmark's server: throughput bound by the server, not by the client."""
+    _slots: asyncio.Semaphore | None = None
 
 
 def answer_for(schema: dict[str, Any] | None, out_of_range: bool = False) -> dict[str, Any]:
@@ -110,7 +117,8 @@ class FakeOpenAI:
         hostile = await self._hostile(self.state.models, request)
         if hostile is not None:
             return hostile
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        entries = self.state.model_entries or [{"id": "fake", "object": "model"}]
+        return web.json_response({"object": "list", "data": entries})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         st = self.state
@@ -118,6 +126,15 @@ class FakeOpenAI:
         st.requests.append({"body": body, "auth": request.headers.get("Authorization", "")})
         st.times.append(time.monotonic())
         behaviour = st.script.pop(0) if st.script else st.default
+        if st.slots:
+            if st._slots is None:
+                st._slots = asyncio.Semaphore(st.slots)
+            async with st._slots:
+                return await self._answer(request, body, behaviour)
+        return await self._answer(request, body, behaviour)
+
+    async def _answer(self, request: web.Request, body: dict[str, Any], behaviour: str) -> web.StreamResponse:
+        st = self.state
         st.in_flight += 1
         st.max_in_flight = max(st.max_in_flight, st.in_flight)
         try:

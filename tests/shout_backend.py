@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.models.base import Capabilities, Generated
@@ -27,9 +28,10 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
 class ShoutBackend:
     capabilities = Capabilities(requests=frozenset({"generate"}))
 
-    def __init__(self, resolved: ResolvedModel) -> None:
+    def __init__(self, resolved: ResolvedModel, prefix: str = "") -> None:
         self.resolved = resolved
         self.calls: dict[str, int] = {"generate": 0}
+        self.prefix = prefix
 
     def prepare(self, request: Request) -> Request:
         return request  # messages are sent as they are, like a chat endpoint
@@ -39,7 +41,7 @@ class ShoutBackend:
     ) -> Iterator[list[tuple[int, Generated]]]:
         self.calls["generate"] += 1
         last = [(r.messages or ({"content": r.prompt},))[-1]["content"] or "" for r in requests]
-        yield [(i, Generated(text.upper(), None, None, 0.0)) for i, text in enumerate(last)]
+        yield [(i, Generated(self.prefix + text.upper(), None, None, 0.0)) for i, text in enumerate(last)]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]], batch_size: int) -> Any:
         raise NotImplementedError
@@ -54,3 +56,18 @@ class ShoutBackend:
 
     def preflight(self, needed: set[str], what: str) -> None:
         """Static capabilities: nothing to verify."""
+
+
+def open_candidates(
+    base_raw: str, adapters: list[str], *, include_base: bool, allow_noop: bool, tolerance: float
+) -> list[ShoutBackend]:
+    """An adapter host (`BackendEntry.candidates`) as a backend would write one: a view for the base
+    and one per adapter, each its own model, answering with the adapter's folder name in front."""
+    base = resolve(parse_spec(base_raw, base_raw.partition(":")[2], {}))
+    views = [ShoutBackend(base)] if include_base else []
+    for a in adapters:
+        name = Path(a).name
+        spec = ModelSpec(raw=f"{base_raw}+{name}", kind="shout", path=base.spec.path)
+        fp = hashlib.sha256(f"shout\0{spec.path}\0{name}".encode()).hexdigest()
+        views.append(ShoutBackend(ResolvedModel(spec, None, None, {}, fp, None, device="none"), f"{name}:"))
+    return views

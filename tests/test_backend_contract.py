@@ -88,6 +88,79 @@ def test_adding_a_backend_is_one_module_and_one_registration(tmp_path):
     assert "shout" not in BACKENDS
 
 
+def test_an_adapter_host_is_the_backends_registry_hook(tmp_path):
+    """Adapters on a base go through the host its backend registers (`BackendEntry.candidates`),
+    every view its own run; a backend without one refuses adapters before anything is stored."""
+    import suites  # noqa: F401  (registers the suite loader)
+    from harness.evaluate import Models, evaluate
+    from harness.models.registry import candidates_opener, is_local
+    from harness.store import Store
+
+    assert all(is_local(k) and candidates_opener(k) is not None for k in ("hf", "gguf", "alias"))
+    assert not is_local("openai") and candidates_opener("predictions") is None
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
+    suite = write_suite(tmp_path / "qa", QA, DATA)
+    snap = BACKENDS.snapshot()
+    try:
+        BACKENDS.register(
+            BackendEntry(
+                "shout",
+                parse="tests.shout_backend:parse_spec",
+                resolve="tests.shout_backend:resolve",
+                open="tests.shout_backend:ShoutBackend",
+                summary="upper-cases the last user turn (a test backend)",
+                candidates="tests.shout_backend:open_candidates",
+            )
+        )
+        adapters = (str(tmp_path / "a"), str(tmp_path / "b"))
+        results = evaluate(Models("shout:v1", adapters), [suite], tmp_path / "s.duckdb")
+        with Store(tmp_path / "s.duckdb") as store:
+            query = "SELECT g.output FROM run_examples JOIN generations g USING (cache_key) WHERE run_id = ?"
+            outputs = [
+                sorted(r[0] for r in store.db.execute(query, [runs[0].run_id]).fetchall())
+                for _, runs in results
+            ]
+    finally:
+        BACKENDS.restore(snap)
+    assert outputs == [["Q: ONE?", "Q: TWO?"], ["a:Q: ONE?", "a:Q: TWO?"], ["b:Q: ONE?", "b:Q: TWO?"]]
+    preds = tmp_path / "qa" / "p.jsonl"
+    preds.write_text('{"id": "a", "output": "1"}\n{"id": "b", "output": "2"}\n')
+    db = tmp_path / "refused.duckdb"
+    r = run_cli(
+        "run", "-m", f"predictions:{preds}", "--adapter", adapters[0], "-s", str(suite), "--db", str(db)
+    )
+    assert r.returncode == 2 and f"predictions:{preds} is not one" in " ".join(r.stderr.split()), r.stderr
+    assert not db.exists()
+
+
+def test_run_checks_and_binds_once_and_names_the_run_it_made(tmp_path):
+    """The walk from `run` to the first stored batch: each step that checks a model against a
+    suite runs once (scripts/walk.py), and the "see:" hint names the run just made."""
+    import re
+    import subprocess
+    import sys
+
+    walk = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "walk.py")], capture_output=True, text=True, timeout=300
+    )
+    assert walk.returncode == 0, walk.stderr
+    calls = dict(re.findall(r"(\w+) (\d+)", walk.stdout.splitlines()[-1].removeprefix("calls: ")))
+    assert calls == dict.fromkeys(
+        ("parse_model_spec", "check_capabilities", "bind", "load_suite", "resolve_model"), "1"
+    )
+    suite = write_suite(tmp_path / "qa", QA, DATA)
+    preds = tmp_path / "qa" / "p.jsonl"
+    preds.write_text('{"id": "a", "output": "1"}\n{"id": "b", "output": "2"}\n')
+    db = tmp_path / "see.duckdb"
+    for cmd in (("run", "-m", f"predictions:{preds}"), ("score", "-p", str(preds))):
+        r = run_cli(*cmd, "-s", str(suite), "--db", str(db), "--no-progress")
+        assert r.returncode == 0, r.stderr
+        [run_id] = re.findall(r"^(r-[0-9a-f]+) ", r.stdout, re.M)
+        assert f"see: tunegate show {run_id} --db {db}" in r.stdout, r.stdout
+
+
 def test_local_backend_renders_messages_and_keeps_the_old_cache_key(smollm2, tmp_path):
     """The cache key of a rendered-prompt request is byte-for-byte what it was before requests
     carried messages, so every generation cached by an earlier version is still a hit."""

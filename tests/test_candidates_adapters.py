@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+import suites  # noqa: F401  (registers the suite loader harness.evaluate uses)
 from tests.conftest import run_cli, table_dump
 
 
@@ -47,7 +48,7 @@ def many(candidate_adapters, tmp_path_factory):
     """Base + the two trained adapters in one call (counting base weight loads)."""
     import transformers
 
-    from harness.cli.candidates import evaluate_views, load_suites, open_views
+    from harness.evaluate import Models, evaluate
     from harness.runner import RunOptions
 
     ad = candidate_adapters
@@ -62,8 +63,10 @@ def many(candidate_adapters, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(transformers.AutoModelForCausalLM, "from_pretrained", classmethod(counting))
     try:
-        views = open_views("smollm2", [str(ad.a), str(ad.b)], include_base=True, allow_noop=False)
-        results = evaluate_views(views, load_suites([str(ad.suite)]), db, RunOptions(batch_size=4), False)
+        results = evaluate(
+            Models("smollm2", (str(ad.a), str(ad.b))), [str(ad.suite)], db, RunOptions(batch_size=4)
+        )
+        views = [v for v, _ in results]
     finally:
         mp.undo()
     return ad, db, views, results, loads
@@ -164,15 +167,13 @@ def test_noop_and_mismatched_adapters_are_refused_and_nothing_is_stored(candidat
 
 
 def test_allowed_noop_is_evaluated_and_its_measured_value_stored(candidate_adapters, tmp_path):
-    from harness.cli.candidates import evaluate_views, load_suites, open_views
+    from harness.evaluate import Models, evaluate
     from harness.runner import RunOptions
     from harness.store import Store
 
     ad = candidate_adapters
-    views = open_views("smollm2", [str(ad.noop)], include_base=False, allow_noop=True)
-    [(v, [o])] = evaluate_views(
-        views, load_suites([str(ad.suite)]), tmp_path / "n.duckdb", RunOptions(limit=1), False
-    )
+    models = Models("smollm2", (str(ad.noop),), include_base=False, allow_noop=True)
+    [(v, [o])] = evaluate(models, [str(ad.suite)], tmp_path / "n.duckdb", RunOptions(limit=1))
     with Store(tmp_path / "n.duckdb") as s:
         chk = s.get_run(o.run_id).config["backend"]["candidate"]["adapter_check"]
     assert chk["noop"] is True and chk["allowed_noop"] is True and chk["max_abs_dlogit"] == 0.0
@@ -181,12 +182,12 @@ def test_allowed_noop_is_evaluated_and_its_measured_value_stored(candidate_adapt
 def test_external_adapter_uses_its_own_template(candidate_adapters, tmp_path):
     import duckdb
 
-    from harness.cli.run import evaluate
+    from harness.evaluate import evaluate_runs as evaluate
     from harness.runner import RunOptions
 
     ad = candidate_adapters
     db = tmp_path / "ext.duckdb"
-    [o] = evaluate(f"smollm2?adapter={ad.external}", [str(ad.suite)], db, RunOptions(limit=2), progress=False)
+    [o] = evaluate(f"smollm2?adapter={ad.external}", [str(ad.suite)], db, RunOptions(limit=2))
     con = duckdb.connect(str(db), read_only=True)
     prompts = [
         r[0]
@@ -218,7 +219,7 @@ rules:
 
 def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picked(many, tmp_path):
     ad, db, views, results, _ = many
-    from harness.cli.candidates import evaluate_views, load_suites, open_views
+    from harness.evaluate import Models, evaluate
     from harness.runner import RunOptions
 
     # an adapter trained with another template (its record says so) evaluated with the base's
@@ -231,34 +232,27 @@ def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picke
         "sha256": "x",
     }
     (moved / "tunegate.json").write_text(json.dumps(meta))
-    suites = load_suites([str(ad.suite)])
-    [(v, [bad])] = evaluate_views(
-        open_views("smollm2", [str(moved)], include_base=False, allow_noop=False),
-        suites,
+    qa = [str(ad.suite)]
+    [(v, [bad])] = evaluate(
+        Models("smollm2", (str(moved),), include_base=False),
+        qa,
         db,
         RunOptions(),
-        False,
     )
     assert v.info.template.match is False
-    [(v2, [good])] = evaluate_views(
-        open_views(
-            f"smollm2?chat_template=trained&adapter={moved}", [], include_base=False, allow_noop=False
-        ),
-        suites,
+    [(v2, [good])] = evaluate(
+        Models(f"smollm2?chat_template=trained&adapter={moved}", include_base=False),
+        qa,
         db,
         RunOptions(),
-        False,
     )
     assert v2.info.template.match is True and v2.resolved.model_id != v.resolved.model_id
     # a folder that ships its own template, forced onto the base's: a different model id, a mismatch
-    [(v3, [forced])] = evaluate_views(
-        open_views(
-            f"smollm2?chat_template=base&adapter={ad.external}", [], include_base=False, allow_noop=False
-        ),
-        suites,
+    [(v3, [forced])] = evaluate(
+        Models(f"smollm2?chat_template=base&adapter={ad.external}", include_base=False),
+        qa,
         db,
         RunOptions(),
-        False,
     )
     assert v3.info.template.match is False and v3.info.template.source == "option base"
     from harness.store import Store
@@ -266,12 +260,11 @@ def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picke
     # the suite picks the trained template: the same adapter now matches, on the same model id
     picked = ad.suite.with_name("qa-trained.yaml")
     picked.write_text(ad.suite.read_text() + "chat_template: trained\n")
-    [(v4, [by_suite])] = evaluate_views(
-        open_views("smollm2", [str(moved)], include_base=False, allow_noop=False),
-        load_suites([str(picked)]),
+    [(v4, [by_suite])] = evaluate(
+        Models("smollm2", (str(moved),), include_base=False),
+        [str(picked)],
         db,
         RunOptions(),
-        False,
     )
     assert v4.info.template.match is True and v4.info.template.source == "suite trained"
     assert v4.resolved.model_id == v.resolved.model_id and v4.info.used_templates == [v4.info.template]
@@ -286,12 +279,11 @@ def test_template_mismatch_is_loud_and_gateable_and_the_trained_one_can_be_picke
         ).fetchone()[0]
     assert "[assistant] " in prompt and "<|im_start|>" not in prompt
     # a model spec's choice wins over the suite's
-    [(v5, _)] = evaluate_views(
-        open_views(f"smollm2?chat_template=base&adapter={moved}", [], include_base=False, allow_noop=False),
-        load_suites([str(picked)]),
+    [(v5, _)] = evaluate(
+        Models(f"smollm2?chat_template=base&adapter={moved}", include_base=False),
+        [str(picked)],
         db,
         RunOptions(),
-        False,
     )
     assert v5.info.template.match is False and v5.info.template.source == "option base"
     missing = ad.suite.with_name("qa-missing.yaml")

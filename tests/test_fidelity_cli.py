@@ -10,7 +10,8 @@ import sacrebleu
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from harness.cli.run import evaluate
+import suites  # noqa: F401  (registers the suite loader harness.evaluate uses)
+from harness.evaluate import evaluate_runs as evaluate
 from harness.results import compare_runs, summarize_run
 from harness.runner import RunOptions
 from harness.store import Store
@@ -48,9 +49,7 @@ def _setup(tmp_path: Path) -> tuple[Path, Path, list[list[str]], list[str], list
 def test_corpus_metrics_from_rows_compare_and_gate(tmp_path: Path) -> None:
     suite, db, refs, base, cand = _setup(tmp_path)
     ra, rb = (
-        evaluate(f"predictions:{tmp_path / name}.jsonl", [str(suite)], db, RunOptions(), progress=False)[
-            0
-        ].run_id
+        evaluate(f"predictions:{tmp_path / name}.jsonl", [str(suite)], db, RunOptions())[0].run_id
         for name in ("base", "cand")
     )
     streams = [[r[0] for r in refs], [r[1] if len(r) > 1 else None for r in refs]]

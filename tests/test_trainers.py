@@ -106,6 +106,7 @@ def test_sft_lora_learns_and_logs_every_step(sft):
 
 def test_qlora_4bit_trains_adapters_on_a_4bit_base(tmp_path, monkeypatch):
     import trainers.sft
+    import trainers.skeleton
     from trainers.model import load_trainable
 
     seen = {}
@@ -114,7 +115,7 @@ def test_qlora_4bit_trains_adapters_on_a_4bit_base(tmp_path, monkeypatch):
         seen["tm"] = load_trainable(loaded)
         return seen["tm"]
 
-    monkeypatch.setattr(trainers.sft, "load_trainable", spy)
+    monkeypatch.setattr(trainers.skeleton, "load_trainable", spy)  # the recipe SFT and DPO share
     (tmp_path / "train.jsonl").write_text(_messages(FACTS, repeat=3))
     cfg = _config(
         tmp_path,

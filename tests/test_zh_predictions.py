@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli.run import evaluate
 from harness.errors import UserError
+from harness.evaluate import evaluate_runs as evaluate
 from harness.runner import RunOptions
 from harness.store import Store
 from suites import load_suite
@@ -36,7 +36,7 @@ def good_records(wrong_every: int = 3) -> list[dict]:
 
 
 def quiet(db: Path, spec: str, suites: list[str], **kw) -> list:
-    return evaluate(spec, suites, db, RunOptions(**kw), progress=False)
+    return evaluate(spec, suites, db, RunOptions(**kw))
 
 
 def test_round_trip_stores_outputs_scores_and_tokenizer(tmp_path):

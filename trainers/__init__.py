@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["merge_adapter", "quickstart_candidate", "train_dpo", "train_sft"]
+__all__ = ["merge_adapter", "quickstart_candidate", "train", "train_dpo", "train_sft"]
 
 
 def quickstart_candidate(db: Path, progress: Any = None, max_steps: int | None = None) -> str:
@@ -16,6 +16,13 @@ def quickstart_candidate(db: Path, progress: Any = None, max_steps: int | None =
     from trainers.quickstart import quickstart_candidate as run
 
     return run(db, progress, max_steps=max_steps)
+
+
+def train(loaded: Any, db: Path, progress: Any = None) -> Any:
+    """Train the adapter a loaded config describes, whatever its kind (harness.training.TRAINERS)."""
+    from trainers.skeleton import train as run
+
+    return run(loaded, db, progress)
 
 
 def train_sft(loaded: Any, db: Path, progress: Any = None) -> Any:

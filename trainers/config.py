@@ -167,7 +167,7 @@ class LoadedConfig:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load_config(path: Path, kind: Literal["sft", "dpo"], **overrides: Any) -> LoadedConfig:
+def load_config(path: Path, kind: str, **overrides: Any) -> LoadedConfig:
     """Validate a training YAML file; CLI `overrides` (None = not given) win over the file."""
     doc = LocatedYaml(path)
     if not isinstance(doc.data, dict):
@@ -176,8 +176,9 @@ def load_config(path: Path, kind: Literal["sft", "dpo"], **overrides: Any) -> Lo
         raise doc.error(
             f"this is a {doc.data['kind']} config; use `tunegate train {doc.data['kind']}`", ("kind",)
         )
-    model = SFTTrainConfig if kind == "sft" else DPOTrainConfig
-    cfg = doc.validate(model)
+    from trainers.skeleton import trainer_kind
+
+    cfg = doc.validate(trainer_kind(kind).config_model)
     return LoadedConfig(apply_overrides(cfg, **overrides), doc)
 
 

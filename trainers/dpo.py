@@ -10,42 +10,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.training import TRAINERS
 from trainers import job
-from trainers.cache import cached_candidate
 from trainers.config import DPOTrainConfig, LoadedConfig
 from trainers.data import Example
-from trainers.model import load_trainable
 from trainers.register import Candidate
+
+
+@TRAINERS.register("dpo")
+class DPO:
+    """DPO's hooks into the shared recipe (trainers.skeleton)."""
+
+    kind = "dpo"
+    config_model = DPOTrainConfig
+    data_kind = "dpo"
+
+    def trl_classes(self) -> tuple[type[Any], type[Any]]:
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOConfig, DPOTrainer
+
+    def trl_options(self, cfg: DPOTrainConfig) -> dict[str, Any]:
+        return {"beta": cfg.beta, "loss_type": [cfg.loss_type]}
+
+    def rows(self, examples: list[Example], cfg: DPOTrainConfig) -> list[dict[str, Any]]:
+        return dpo_rows(examples)
 
 
 def train_dpo(loaded: LoadedConfig, db: Path, progress: job.Progress | None = None) -> Candidate:
     """Train a DPO adapter as `loaded` says; returns the registered candidate."""
-    cfg = loaded.cfg
-    assert isinstance(cfg, DPOTrainConfig), "load_config(..., 'dpo') validates a DPO config"
-    splits = job.load_splits(loaded, "dpo")  # bad data fails before the heavy imports
-    reused = cached_candidate(loaded, splits, db)  # same config, data and base: nothing to train
-    if reused is not None:
-        return reused
-    tm = load_trainable(loaded)
-    from datasets import Dataset, disable_progress_bars
-    from trl import DPOConfig, DPOTrainer
+    from trainers.skeleton import train
 
-    from trainers.run import run_training
-
-    disable_progress_bars()
-
-    def build(args: dict[str, Any], callbacks: list[Any]) -> DPOTrainer:
-        return DPOTrainer(
-            model=tm.model,
-            args=DPOConfig(**args, **tm.trainer_device_args, beta=cfg.beta, loss_type=[cfg.loss_type]),
-            train_dataset=Dataset.from_list(dpo_rows(splits.train)),
-            eval_dataset=Dataset.from_list(dpo_rows(splits.eval)) if splits.eval else None,
-            processing_class=tm.tokenizer,
-            peft_config=tm.peft_config,
-            callbacks=callbacks,
-        )
-
-    return run_training(loaded, tm, splits, build, db, progress)
+    return train(loaded, db, progress)
 
 
 def dpo_rows(examples: list[Example]) -> list[dict[str, Any]]:

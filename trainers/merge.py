@@ -22,6 +22,7 @@ from typing import Any
 from harness.errors import UserError
 from harness.models import ResolvedModel, resolve_model
 from harness.store import Store
+from harness.store.queries_training import adapter_model_spec
 
 PROBES = [
     "What does LoRA change in a model?",
@@ -41,17 +42,13 @@ def find_candidate(store: Store, ref: str) -> str:
     """A model spec for `ref`: a spec with ?adapter=, a model id, or a training run id."""
     if "adapter=" in ref:
         return ref
-    row = store.db.execute(
-        "SELECT m.spec FROM models m LEFT JOIN training_runs t ON t.candidate_model_id = m.model_id"
-        " WHERE m.adapter_path IS NOT NULL AND (m.model_id = ? OR t.training_run_id = ?)",
-        [ref, ref],
-    ).fetchone()
-    if row is None:
+    spec = adapter_model_spec(store, ref)
+    if spec is None:
         raise UserError(
             f"'{ref}' is not an adapter model spec (…?adapter=DIR) nor an adapter model id or training "
             f"run id in {store.path}"
         )
-    return row[0]
+    return spec
 
 
 def merge_adapter(spec: str, out: Path, *, tolerance: float = 1e-4, db: Path | None = None) -> MergeResult:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from harness.models import ResolvedModel, resolve_model
 from harness.store import Store
+from harness.store.queries_training import logged_training_seqs, training_run_status
 from harness.store.training import finish_training_run, log_training_step, start_training_run
 
 META_FILE = "tunegate.json"
@@ -96,16 +97,9 @@ def register_cached(store: Store, adapter: Path, meta: dict[str, Any]) -> Candid
     run_id = meta["training_run_id"]
     with store.transaction():
         register_models(store, parent, cand)
-        known = store.db.execute(
-            "SELECT status FROM training_runs WHERE training_run_id = ?", [run_id]
-        ).fetchone()
-        if known and known[0] != "completed":
-            logged = {
-                r[0]
-                for r in store.db.execute(
-                    "SELECT seq FROM training_logs WHERE training_run_id = ?", [run_id]
-                ).fetchall()
-            }
+        known = training_run_status(store, run_id)
+        if known and known != "completed":
+            logged = logged_training_seqs(store, run_id)
             for seq, (step, logs) in enumerate(meta.get("log_history", [])):
                 if seq not in logged:
                     log_training_step(store, run_id, seq, logs, step)

@@ -11,47 +11,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.training import TRAINERS
 from trainers import job
-from trainers.cache import cached_candidate
 from trainers.config import LoadedConfig, SFTTrainConfig
 from trainers.data import Example, Message
-from trainers.model import load_trainable
 from trainers.register import Candidate
+
+
+@TRAINERS.register("sft")
+class SFT:
+    """SFT's hooks into the shared recipe (trainers.skeleton)."""
+
+    kind = "sft"
+    config_model = SFTTrainConfig
+    data_kind = "sft"
+
+    def trl_classes(self) -> tuple[type[Any], type[Any]]:
+        from trl import SFTConfig, SFTTrainer
+
+        return SFTConfig, SFTTrainer
+
+    def trl_options(self, cfg: SFTTrainConfig) -> dict[str, Any]:
+        return {"packing": cfg.packing, "completion_only_loss": cfg.loss_on == "assistant"}
+
+    def rows(self, examples: list[Example], cfg: SFTTrainConfig) -> list[dict[str, Any]]:
+        return sft_rows(examples, cfg.loss_on)
 
 
 def train_sft(loaded: LoadedConfig, db: Path, progress: job.Progress | None = None) -> Candidate:
     """Train an SFT adapter as `loaded` says; returns the registered candidate."""
-    cfg = loaded.cfg
-    assert isinstance(cfg, SFTTrainConfig), "load_config(..., 'sft') validates an SFT config"
-    splits = job.load_splits(loaded, "sft")  # bad data fails before the heavy imports
-    reused = cached_candidate(loaded, splits, db)  # same config, data and base: nothing to train
-    if reused is not None:
-        return reused
-    tm = load_trainable(loaded)
-    from datasets import Dataset, disable_progress_bars
-    from trl import SFTConfig, SFTTrainer
+    from trainers.skeleton import train
 
-    from trainers.run import run_training
-
-    disable_progress_bars()
-
-    def build(args: dict[str, Any], callbacks: list[Any]) -> SFTTrainer:
-        return SFTTrainer(
-            model=tm.model,
-            args=SFTConfig(
-                **args,
-                **tm.trainer_device_args,
-                packing=cfg.packing,
-                completion_only_loss=cfg.loss_on == "assistant",
-            ),
-            train_dataset=Dataset.from_list(sft_rows(splits.train, cfg.loss_on)),
-            eval_dataset=Dataset.from_list(sft_rows(splits.eval, cfg.loss_on)) if splits.eval else None,
-            processing_class=tm.tokenizer,
-            peft_config=tm.peft_config,
-            callbacks=callbacks,
-        )
-
-    return run_training(loaded, tm, splits, build, db, progress)
+    return train(loaded, db, progress)
 
 
 def sft_rows(examples: list[Example], loss_on: str) -> list[dict[str, list[Message]]]:

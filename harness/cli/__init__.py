@@ -15,6 +15,7 @@ from harness.cli import (
     contamination_cmd,
     data,
     db_cmd,
+    exchange_cmd,
     gate,
     import_cmd,
     judge_cmd,
@@ -110,6 +111,7 @@ app.command("score")(score.score_cmd)
 app.add_typer(db_cmd.app, name="db")
 app.command("sweep")(sweep.sweep_cmd)
 app.command("load")(load_cmd.load_cmd)
+exchange_cmd.register(app)  # requests export, outputs import
 
 
 def main() -> None:

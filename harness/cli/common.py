@@ -2,19 +2,63 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
-console = Console()
-console_err = Console(stderr=True)
-# In a CI log or a pipe, a line is never wrapped at an assumed width (tables: harness.cli.output).
+HELP_WIDTH_PIPED = 160
+"""`--help` in a pipe or a CI log: wide enough that no option name is cut (rich shortens the
+option columns with … when a help panel is narrower than they are)."""
+
+
+class _Console(Console):
+    """A rich console that, in a CI log or a pipe, never wraps or cuts at an assumed width: lines
+    are soft-wrapped (never broken) and a table is printed at its natural width, whoever made it."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        tables = [o for o in objects if isinstance(o, Table)]
+        if self.is_terminal or not tables:
+            super().print(*objects, **kwargs)
+            return
+        wide = self.options.update(max_width=100_000)
+        natural = max(Measurement.get(self, wide, t).maximum for t in tables)
+        before = self.width
+        self.width = max(before, natural)
+        try:
+            super().print(*objects, **{**kwargs, "crop": False})
+        finally:
+            self.width = before
+
+
+console = _Console()
+console_err = _Console(stderr=True)
 console.soft_wrap = not console.is_terminal
 console_err.soft_wrap = not console_err.is_terminal
+
+
+def _help_width_in_a_pipe() -> None:
+    """Typer draws `--help` with its own rich console, 80 columns wide when stdout is no terminal
+    (a pipe, CI): widen it there so option names are never cut. TERMINAL_WIDTH still wins."""
+    if sys.stdout.isatty() or os.environ.get("TERMINAL_WIDTH"):
+        return
+    import typer.rich_utils
+
+    try:
+        columns = int(os.environ.get("COLUMNS") or 0)
+    except ValueError:
+        columns = 0
+    typer.rich_utils.MAX_WIDTH = max(columns, HELP_WIDTH_PIPED)
+
+
+_help_width_in_a_pipe()
 
 DbOption = Annotated[
     Path, typer.Option("--db", help="DuckDB store file.", envvar="TUNEGATE_DB", show_default=True)

@@ -85,23 +85,20 @@ def check_candidate(db: Path, candidate: str, suites: list[str]) -> None:
     Silent when the candidate has no stored training run (a model trained elsewhere).
     """
     from harness.store import Store
+    from harness.store import queries_reports as q
     from harness.store.training import lineage
     from suites import load_suite
     from trainers.contamination import scan
 
     with Store(db) as s:
-        row = s.db.execute("SELECT model_id FROM models WHERE spec = ? LIMIT 1", [candidate]).fetchone()
-        runs = [] if row is None else [x for x in lineage(s, row[0]) if x.get("training_run_id")]
+        model_id = q.model_id_by_spec(s, candidate)
+        runs = [] if model_id is None else [x for x in lineage(s, model_id) if x.get("training_run_id")]
         files, run_id = [], None
         for x in runs:
-            tr = s.db.execute(
-                "SELECT training_run_id, dataset FROM training_runs WHERE training_run_id = ?",
-                [x["training_run_id"]],
-            ).fetchone()
-            if tr is None:
+            ds = q.training_dataset(s, x["training_run_id"])
+            if ds is None:
                 continue
-            run_id = run_id or tr[0]
-            ds = json.loads(tr[1] or "{}")
+            run_id = run_id or x["training_run_id"]
             files += [ds[k] for k in ("train", "validation") if ds.get(k) and Path(ds[k]).is_file()]
     if not files:
         return

@@ -56,7 +56,8 @@ def quickstart_cmd(
         )
     console.print(f"HTML report: {html}", highlight=False)
     console.print(
-        f"\nstored in {db}: `tunegate runs --db {db}`, `tunegate show RUN_ID`, or SQL, e.g.\n"
+        f"\nstored in {db}: `tunegate runs --db {db}`, `tunegate show {cand[0].run_id} --db {db}`, "
+        "or SQL, e.g.\n"
         f'  duckdb {db} "SELECT run_id, metric, avg(value) FROM scores GROUP BY ALL"'
     )
 

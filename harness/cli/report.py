@@ -21,7 +21,7 @@ def report_cmd(
         list[str] | None,
         typer.Argument(
             help="Run ids (or prefixes) or models (their latest completed run per suite); "
-            "the first model is the base, the second the candidate (more: a leaderboard).",
+            "the first model is the base, the others candidates against it.",
             metavar="RUN_OR_MODEL",
             show_default=False,
         ),
@@ -39,8 +39,9 @@ def report_cmd(
 ) -> None:
     """Write an HTML report: lineage, scoreboard with CIs, charts, per-example viewer.
 
-    Runs of more than two models (or --sweep) give the leaderboard page: the first model is the
-    baseline, every other one a candidate, with metric vs step for sweeps."""
+    Runs of more than two models: the first model is the baseline and every other one a
+    candidate, each in its own column (leaderboard, charts, the viewer's outputs side by side);
+    --sweep adds each checkpoint's metric vs training step (alone: the sweep's own models)."""
     from harness.store import Store
 
     if not refs and not sweep:
@@ -49,25 +50,22 @@ def report_cmd(
         from harness.cli.leaderboard import expand_best
         from harness.gate.leaderboard import group_candidates
 
-        groups = group_candidates(store, expand_best(store, refs)) if refs else []
-        if sweep and len(groups) < 2:  # the sweep's own models: its first step is the baseline
-            from harness.gate.best import sweep_runs
+        refs = expand_best(store, refs) if refs else []
+        if sweep and len(group_candidates(store, refs) if refs else []) < 2:
+            from harness.gate.best import sweep_runs  # the sweep's own models: its first step the base
 
             steps: dict[tuple[int, str], str] = {}
             for s in sweep:
                 for _, model_id, _, _, step, _, _ in sweep_runs(store, sweep=s):
                     steps.setdefault((step, model_id), model_id)
-            groups = group_candidates(store, list(dict.fromkeys(m for _, m in sorted(steps))))
-        if len(groups) > 2 or sweep:
-            if len(groups) < 2:
-                raise UserError("a leaderboard needs a baseline and at least one candidate")
-            from reports.leaderboard import write_leaderboard
+            refs = list(dict.fromkeys(m for _, m in sorted(steps)))
+            if len(refs) < 2:
+                raise UserError("a sweep report needs a baseline and at least one checkpoint")
+        from reports import write_report
 
-            announce(write_leaderboard(store, groups[0].refs, groups[1:], output, sweeps=sweep))
-            return
-    from reports import write_report
-
-    path = write_report(db, refs or [], output, policy=policy, allow=parse_allow(allow_mismatch))
+        path = write_report(
+            store, refs, output, policy=policy, allow=parse_allow(allow_mismatch), sweeps=sweep
+        )
     announce(path)
 
 

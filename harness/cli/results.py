@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -153,10 +153,10 @@ def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | N
     with Store(db, must_exist=True) as store:
         groups = group_candidates(store, expand_best(store, candidates))
         print_leaderboard(store, [baseline], groups)
-        if html:
-            from reports.leaderboard import write_leaderboard
+        if html:  # the full report: leaderboard, charts and every model's outputs side by side
+            from reports import write_report
 
-            path = write_leaderboard(store, [baseline], groups, html)
+            path = write_report(store, [baseline, *[r for g in groups for r in g.refs]], html)
     if html:
         from harness.cli.report import announce
 
@@ -194,10 +194,3 @@ def verdict_notes(comps: Sequence[MetricComparison]) -> list[str]:
                 + "; the verdict follows the CI"
             )
     return notes
-
-
-def _short(v: Any, n: int = 40) -> str:
-    if isinstance(v, list):
-        v = v[0] if len(v) == 1 else v
-    s = repr(v) if v is not None else "–"
-    return s if len(s) <= n else s[: n - 1] + "…"

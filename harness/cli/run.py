@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from harness.cli.common import DEFAULT_DB, DbOption, console, progress_bars
 from harness.errors import UserError
-
-if TYPE_CHECKING:
-    from harness.runner.run import RunOptions, RunOutcome
 
 
 def run_cmd(
@@ -96,14 +93,36 @@ def run_cmd(
             help="A predictions: model whose records have no id is refused instead of matched by position.",
         ),
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            metavar="local|auto|ADDRESS",
+            help="Run the --shards as Ray tasks (the `ray` extra): local starts a Ray cluster "
+            "on this machine, auto joins the one `ray start` runs here ($RAY_ADDRESS), or give the "
+            "cluster's address. Shard stores go to DB.shards/ (kept on failure: rerun to resume), "
+            "then `db merge` joins them into --db.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --ray: N shards (--shard K/N), one Ray task each, retried by Ray."),
+    ] = None,
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
+    if ray or shards:  # the --shard K/N runs as Ray tasks, merged into --db (harness/ray_shards.py)
+        from harness.cli.ray_run import run_on_ray
+
+        return run_on_ray(ray, shards, model=model, suites=suite, db=db, limit=limit, seed=seed,
+                          batch_size=batch_size, metric=metric, require_ids=require_ids, shard=shard,
+                          allow_noop=allow_noop_adapter, adapter=adapter, resume=resume)  # fmt: skip
+    import suites  # noqa: F401  (registers the suite kinds and the loader harness.evaluate uses)
+    from harness.cli.candidates import print_outcomes, print_see
+    from harness.evaluate import Models, evaluate
     from harness.models.batching import parse_batch_size
     from harness.runner import RunOptions
-
-    batch = parse_batch_size(batch_size)
     from harness.runner.shard import parse_shard
 
+    batch = parse_batch_size(batch_size)
     if shard and resume:
         raise UserError("--resume continues a run with its own shard: give --shard or --resume, not both")
     kn = parse_shard(shard) if shard else None
@@ -115,95 +134,28 @@ def run_cmd(
         model += ("&" if "?" in model else "?") + "match=id"
     if resume and len(suite) != 1:
         raise UserError("--resume continues one run: give one --suite (or none)")
-    from harness.cli.candidates import read_candidates_file
-
     suite = _data_file_suites(suite, metric or [])
-    listed = read_candidates_file(Path(model))
-    if listed or adapter:
-        from harness.cli.candidates import evaluate_views, load_suites, open_views, print_outcomes
-
-        base, adapters, include_base = listed or (model, list(adapter or []), True)
-        if listed and adapter:
-            raise UserError("give adapters in the models file or with --adapter, not both")
-        opts = RunOptions(
-            limit=limit, seed=seed, batch_size=batch, resume=resume, keep_errors=keep_errors, shard=kn
-        )
-        loaded = load_suites(suite)  # bad suite files fail before the model loads
-        views = open_views(base, adapters, include_base=include_base, allow_noop=allow_noop_adapter)
-        print_outcomes(evaluate_views(views, loaded, db, opts, progress, mixed=mixed_batches), db)
-        return
-    outcomes = evaluate(
-        model,
+    results = evaluate(
+        Models(model, tuple(adapter or []), allow_noop=allow_noop_adapter),
         suite,
         db,
         RunOptions(
             limit=limit, seed=seed, batch_size=batch, resume=resume, keep_errors=keep_errors, shard=kn
         ),
-        progress=progress,
-        allow_noop=allow_noop_adapter,
+        progress=lambda: progress_bars(progress),
+        mixed=mixed_batches,
     )
-    for o in outcomes:
-        console.print(
-            f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples "
-            f"({o.n_new} done now, {o.n_cached} of the run from the generation cache, "
-            f"{o.n_examples - o.n_new} stored before; {o.n_errors} errors; {o.model_calls} model calls)"
-        )
-    console.print(f"see: tunegate show RUN_ID --db {db}")
-
-
-def evaluate(
-    model: str,
-    suites: list[str],
-    db: Path,
-    options: RunOptions,
-    progress: bool = True,
-    allow_noop: bool = False,
-) -> list[RunOutcome]:
-    """Validate every input first, then load the model and run the suites one by one."""
-    from harness.models import parse_model_spec, resolve_model
-    from harness.models.backend import open_backend
-    from harness.runner import run_suite
-    from harness.store import Store
-    from suites import load_suite
-
-    loaded = [load_suite(s) for s in suites]  # bad suite files fail before anything is stored
-    spec = parse_model_spec(model)
-    from harness.cli.candidates import needs_shared
-
-    files = [s for s in loaded if _template_file(s)]
-    local = spec.kind in ("hf", "gguf", "alias")
-    if files and not local:
-        raise UserError(
-            f"suite '{files[0].config.name}' names a chat template file ({_template_file(files[0])}); "
-            f"{spec.raw} applies its own template where it runs, so it cannot use it",
-            path=files[0].path,
-            field="chat_template",
-        )
-    if needs_shared(spec) or files:  # an adapter is checked to apply; the chat template recorded
-        from harness.cli.candidates import evaluate_views, open_views
-
-        views = open_views(model, [], include_base=not spec.adapter, allow_noop=allow_noop)
-        return [o for _, outs in evaluate_views(views, loaded, db, options, progress) for o in outs]
-    resolved = resolve_model(spec)
-    backend = open_backend(resolved)
-    from harness.runner.capabilities import check_capabilities
-
-    for s in loaded:  # every suite the model cannot serve is refused before anything is stored
-        check_capabilities(backend, s)
-    if backend.capabilities.replay and not options.resume:  # a predictions file must cover every suite
-        for s in loaded:
-            backend.bind(s, s.examples[: options.limit] if options.limit else s.examples)
-    outcomes = []
-    with Store(db, must_exist=bool(options.resume)) as store, progress_bars(progress) as start:
-        for s in loaded:
-            outcomes.append(run_suite(store, backend, s, options, on_start=start))
-    return outcomes
-
-
-def _template_file(suite: Any) -> str | None:
-    """The suite's `chat_template` when it is a file (`trained` / `base` need no client template)."""
-    option = suite.template_option() if hasattr(suite, "template_option") else None
-    return option if option not in (None, "trained", "base") else None
+    if adapter or Path(model).suffix in (".yaml", ".yml"):  # several candidates: a models file, --adapter
+        print_outcomes(results, db)
+        return
+    for e in results:
+        for o in e.runs:
+            console.print(
+                f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples "
+                f"({o.n_new} done now, {o.n_cached} of the run from the generation cache, "
+                f"{o.n_examples - o.n_new} stored before; {o.n_errors} errors; {o.model_calls} model calls)"
+            )
+    print_see(results, db)
 
 
 def _data_file_suites(suites: list[str], metrics: list[str]) -> list[str]:
@@ -220,18 +172,16 @@ def _data_file_suites(suites: list[str], metrics: list[str]) -> list[str]:
 
 def _resume_target(
     db: Path, run_id: str, model: str | None, suite: list[str] | None
-) -> tuple[str | None, list[Any] | None]:
+) -> tuple[str | None, list[str] | None]:
     """The run's model spec and suite file; the stored suite path is None for a run that has
     none (imported from lm-eval, or merged from another store)."""
-    from harness.store import Store
+    from harness.evaluate import resume_target
 
-    with Store(db, must_exist=True) as store:
-        run = store.get_run(run_id)
-    path = run.config.get("suite_path")
+    run_id, spec, path = resume_target(db, run_id)
     if not suite and not path:
         raise UserError(
-            f"run {run.run_id} records no suite file (it was imported or merged from another store): "
+            f"run {run_id} records no suite file (it was imported or merged from another store): "
             "give the suite with --suite to resume it",
             field="suite",
         )
-    return (model or run.config.get("model_spec"), suite or [path])
+    return (model or spec, suite if suite else [str(path)])

@@ -43,17 +43,21 @@ def score_cmd(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Score PREDICTIONS on SUITE(s) and store them as a run of model `predictions:FILE`."""
-    from harness.cli.run import evaluate
+    import suites  # noqa: F401  (registers the suite kinds and the loader harness.evaluate uses)
+    from harness.cli.candidates import print_see
+    from harness.cli.common import progress_bars
     from harness.errors import UserError
+    from harness.evaluate import evaluate
     from harness.runner import RunOptions
 
     if require_ids and match not in (None, "id"):
         raise UserError(f"--require-ids matches by id: it cannot be combined with --match {match}")
     match = "id" if require_ids else match
     spec = f"predictions:{predictions}" + (f"?match={match}" if match else "")
-    for o in evaluate(spec, suite, db, RunOptions(limit=limit), progress=progress):
+    results = evaluate(spec, suite, db, RunOptions(limit=limit), progress=lambda: progress_bars(progress))
+    for o in results[0].runs:
         console.print(
             f"[bold]{o.run_id}[/]  {o.suite}: {o.n_examples} examples scored "
             f"({o.n_errors} without a prediction)"
         )
-    console.print(f"see: tunegate show RUN_ID --db {db}")
+    print_see(results, db)

@@ -9,7 +9,13 @@ from rich.table import Table
 
 from harness.cli.common import console
 
-app = typer.Typer(help="List and validate suites.", no_args_is_help=True)
+EXAMPLE_IDS = (
+    "Example ids: each data record's `id` (or the field the suite names in `id_field`) becomes its "
+    "example id, as text: compare, gate, reports and predictions files pair examples by it. A record "
+    "without one gets `line-N`, N its line in the data file (so a line added above it renumbers it); "
+    "two records with one id are an error naming the file and line."
+)
+app = typer.Typer(help=f"List and validate suites.\n\n{EXAMPLE_IDS}", no_args_is_help=True)
 
 
 @app.command("ls")

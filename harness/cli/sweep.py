@@ -44,16 +44,19 @@ def sweep_cmd(
     ] = True,
 ) -> None:
     """Evaluate each checkpoint-N (in step order) as its own run linked to its step."""
-    from harness.cli.candidates import evaluate_views, load_suites, print_outcomes
+    from harness.cli.candidates import print_outcomes
+    from harness.cli.common import progress_bars
+    from harness.evaluate import evaluate
     from harness.models import resolve_model
     from harness.models.adapters import open_candidates
     from harness.models.batching import parse_batch_size
     from harness.runner import RunOptions
     from harness.sweep import find_checkpoints, sweep_id, training_run_of
+    from suites import load_suite
 
     batch = parse_batch_size(batch_size)
     found = find_checkpoints(checkpoints)
-    loaded = load_suites(suite)
+    loaded = [load_suite(s) for s in suite]  # bad suite files fail before the model loads
     base_r = resolve_model(model)
     if base_r.adapter is not None:
         raise UserError("give the base without ?adapter=: the checkpoints are the adapters", field="model")
@@ -71,8 +74,13 @@ def sweep_cmd(
         views[0].info.sweep = {**link, "step": 0}
     for v, c in zip(views[1:] if base else views, found):
         v.info.sweep = {**link, "step": c.step, "checkpoint": str(c.path), **c.losses}
-    results = evaluate_views(
-        views, loaded, db, RunOptions(limit=limit, batch_size=batch), progress, mixed=mixed_batches
+    results = evaluate(
+        views,
+        loaded,
+        db,
+        RunOptions(limit=limit, batch_size=batch),
+        progress=lambda: progress_bars(progress),
+        mixed=mixed_batches,
     )
     print_outcomes(results, db)
     from harness.store import Store
@@ -93,9 +101,11 @@ def sweep_cmd(
             from harness.gate.leaderboard import Candidate
             from reports.leaderboard import write_leaderboard
 
-            first, *rest = [v for v, _ in results]
+            first, *rest = views  # the order of `results`
             cands = [
-                Candidate(f"step {v.info.sweep['step']}", v.resolved.model_id, [v.resolved.model_id])
+                Candidate(
+                    f"step {(v.info.sweep or {}).get('step')}", v.resolved.model_id, [v.resolved.model_id]
+                )
                 for v in rest
             ]
             if not cands:

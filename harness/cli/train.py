@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, console_err, fmt
+from harness.cli.common import DEFAULT_DB, DbOption, console, console_err, fmt, progress_bars
 
 if TYPE_CHECKING:
+    from harness.runner import RunOutcome
     from trainers.eval_callback import EvalDuring
     from trainers.register import Candidate
 
@@ -185,23 +186,24 @@ def print_candidate(cand: Candidate) -> None:
 
 def evaluate_candidate(
     parent: str, candidate: str, suites: list[str], db: Path, limit: int | None, progress: bool
-) -> tuple[list[Any], list[Any]]:
+) -> tuple[list[RunOutcome], list[RunOutcome]]:
     """Suites on the parent (cached outputs are reused) and the candidate, then paired comparisons.
 
     Returns both sides' run outcomes, suite by suite.
     """
+    import suites as _kinds  # noqa: F401  (registers the suite kinds and the loader harness.evaluate uses)
     from harness.cli.contamination_cmd import check_candidate as check_contamination
     from harness.cli.results import print_comparison
-    from harness.cli.run import evaluate
+    from harness.evaluate import evaluate_runs
     from harness.results import compare_runs
     from harness.runner import RunOptions
     from harness.store import Store
 
     options = RunOptions(limit=limit)
     console.rule(f"baseline: {parent}")
-    base = evaluate(parent, suites, db, options, progress=progress)
+    base = evaluate_runs(parent, suites, db, options, progress=lambda: progress_bars(progress))
     console.rule("candidate")
-    cand = evaluate(candidate, suites, db, options, progress=progress)
+    cand = evaluate_runs(candidate, suites, db, options, progress=lambda: progress_bars(progress))
     check_contamination(db, candidate, suites)  # the candidate's training data vs these suites (#15)
     console.rule("comparison (paired over examples)")
     with Store(db) as store:

@@ -179,16 +179,18 @@ def print_comparison(rec: dict[str, Any], top: int = 5) -> None:
 
 
 def _previews(r: dict[str, Any], used: int) -> str:
-    """ref / base / cand previews; on a terminal they share what is left of the line."""
+    """ref / base / cand previews: on a terminal they share what is left of the line; in a log or
+    a pipe each is printed whole."""
     parts = [("ref", r["reference"]), ("base", r["baseline_output"]), ("cand", r["candidate_output"])]
     from harness.cli.common import console
 
-    width = max(12, (console.width - used) // 3 - 8) if is_terminal() else 40
+    width = max(12, (console.width - used) // 3 - 8) if is_terminal() else None
     out = ""
     for label, v in parts:
         if isinstance(v, list):
             v = v[0] if len(v) == 1 else v
-        out += f"  {label}={shorten(repr(v) if v is not None else '–', width)}"
+        text = repr(v) if v is not None else "–"
+        out += f"  {label}={text if width is None else shorten(text, width)}"
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.errors import UserError
-from harness.store import Store
+from harness.store import Store, queries_gate
 
 PREFIX = "best:"
 
@@ -27,22 +27,7 @@ class Best:
 
 def sweep_runs(store: Store, suite: str | None = None, sweep: str | None = None) -> list[tuple]:
     """(run_id, model_id, suite name, sweep id, step, role, started_at) of completed sweep runs."""
-    sql = (
-        "SELECT r.run_id, r.model_id, s.name,"
-        " json_extract_string(r.config, '$.backend.candidate.sweep.sweep_id') AS sweep_id,"
-        " CAST(json_extract(r.config, '$.backend.candidate.sweep.step') AS INTEGER) AS step,"
-        " json_extract_string(r.config, '$.backend.candidate.role') AS role, r.started_at"
-        " FROM runs r JOIN suites s USING (suite_id) WHERE r.status = 'completed'"
-        " AND json_extract_string(r.config, '$.backend.candidate.sweep.sweep_id') IS NOT NULL"
-    )
-    args: list = []
-    if suite is not None:
-        sql += " AND s.name = ?"
-        args.append(suite)
-    if sweep is not None:
-        sql += " AND json_extract_string(r.config, '$.backend.candidate.sweep.sweep_id') = ?"
-        args.append(sweep)
-    return store.db.execute(sql + " ORDER BY r.started_at", args).fetchall()
+    return queries_gate.sweep_runs(store, suite, sweep)
 
 
 def best_candidate(store: Store, ref: str) -> Best:

@@ -3,7 +3,7 @@ repeat the prompt. Either makes a "no significant change" verdict mean something
 says, so compare and the gate say it beside the verdict, and a rule can forbid it.
 
 Computed in SQL over the two runs' stored generations (the examples both answered), so it costs
-one query per suite pair.
+one query per suite pair (harness.store.queries_gate.degenerate_counts).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.store import Store
-from harness.store.db import one_row
+from harness.store import Store, queries_gate
 
 MOST = 0.5
 """Above this share, compare and the gate say so even without a rule."""
@@ -23,20 +22,6 @@ ECHO_HEAD = 24
 ANSWER = 16
 """The note on identical outputs counts outputs of at least this many characters: two models that
 give the same label or short answer agree, they are not degenerate (a rule counts them all)."""
-
-_OUTPUTS = """
-    SELECT re.example_id, trim(g.output) AS o, g.prompt AS p
-    FROM run_examples re JOIN generations g USING (cache_key)
-    WHERE re.run_id = ? AND re.error IS NULL AND g.request_type = 'generate' AND g.output IS NOT NULL
-"""
-
-
-def _echo(side: str) -> str:
-    o, p = f"{side}.o", f"{side}.p"
-    return (
-        f"(({p}) IS NOT NULL AND ((length({o}) >= {ECHO_WHOLE} AND contains({p}, {o})) OR "
-        f"(length({o}) >= {ECHO_HEAD} AND contains({p}, left({o}, {ECHO_HEAD})))))"
-    )
 
 
 @dataclass(frozen=True)
@@ -82,15 +67,7 @@ class Degenerate:
 
 def degenerate(store: Store, baseline_run: str, candidate_run: str) -> Degenerate | None:
     """Identical and prompt-echoing outputs of a pair of runs; None when neither generated text."""
-    n, same, n_long, same_long, eb, ec = one_row(
-        store.db.execute(
-            f"WITH a AS ({_OUTPUTS}), b AS ({_OUTPUTS}) "
-            "SELECT count(*), count(*) FILTER (WHERE a.o = b.o), "
-            f"count(*) FILTER (WHERE length(a.o) >= {ANSWER}), "
-            f"count(*) FILTER (WHERE a.o = b.o AND length(a.o) >= {ANSWER}), "
-            f"count(*) FILTER (WHERE {_echo('a')}), count(*) FILTER (WHERE {_echo('b')}) "
-            "FROM a JOIN b USING (example_id)",
-            [baseline_run, candidate_run],
-        )
+    n, same, n_long, same_long, eb, ec = queries_gate.degenerate_counts(
+        store, baseline_run, candidate_run, answer=ANSWER, echo_whole=ECHO_WHOLE, echo_head=ECHO_HEAD
     )
     return Degenerate(n, same, n_long, same_long, eb, ec) if n else None

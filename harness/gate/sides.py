@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.store import RunRecord, Store
+from harness.store import RunRecord, Store, queries_gate
 
 
 def runs_for(store: Store, refs: list[str], side: str) -> dict[str, RunRecord]:
@@ -51,9 +51,7 @@ def run_pair(store: Store, baseline: str, candidate: str, suite: str | None = No
 
 
 def _is_run(store: Store, ref: str) -> bool:
-    return ref.startswith("r-") or bool(
-        store.db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone()
-    )
+    return ref.startswith("r-") or queries_gate.run_exists(store, ref)
 
 
 def _runs_for_ref(store: Store, ref: str, side: str) -> list[RunRecord]:
@@ -63,15 +61,10 @@ def _runs_for_ref(store: Store, ref: str, side: str) -> list[RunRecord]:
             raise UserError(f"{side} run {run.run_id} is {run.status}, not completed (resume it first)")
         return [run]
     model_id = _model_id(store, ref, side)
-    rows = store.db.execute(
-        "SELECT run_id FROM (SELECT r.run_id, s.name, row_number() OVER"
-        " (PARTITION BY s.name ORDER BY r.started_at DESC) AS k FROM runs r JOIN suites s USING (suite_id)"
-        " WHERE r.model_id = ? AND r.status = 'completed') WHERE k = 1 ORDER BY name",
-        [model_id],
-    ).fetchall()
-    if not rows:
+    run_ids = queries_gate.latest_completed_runs(store, model_id)
+    if not run_ids:
         raise UserError(f"{side} model '{ref}' has no completed runs in {store.path}")
-    return [store.get_run(r[0]) for r in rows]
+    return [store.get_run(r) for r in run_ids]
 
 
 def _model_id(store: Store, ref: str, side: str) -> str:
@@ -82,13 +75,9 @@ def _model_id(store: Store, ref: str, side: str) -> str:
     retrained in a CI store kept between runs) are told apart by re-fingerprinting the spec with
     each one's stored load options; when that is impossible (the files are gone, an endpoint) and
     more than one matches, or the files match none of them, it is refused with the candidates."""
-    if store.db.execute("SELECT 1 FROM models WHERE model_id = ?", [ref]).fetchone():
+    if queries_gate.model_exists(store, ref):
         return ref
-    stored = store.db.execute(
-        "SELECT model_id, kind, fingerprint, load_options, created_at FROM models WHERE spec = ? "
-        "ORDER BY created_at",
-        [ref],
-    ).fetchall()
+    stored = queries_gate.models_of_spec(store, ref)
     if stored:
         return _pick(store, ref, side, stored)
     from harness.models import resolve_model
@@ -97,7 +86,7 @@ def _model_id(store: Store, ref: str, side: str) -> str:
         model_id = resolve_model(ref).model_id
     except UserError as e:
         raise UserError(f"{side} '{ref}' is neither a run id nor a stored model ({e})") from None
-    if not store.db.execute("SELECT 1 FROM models WHERE model_id = ?", [model_id]).fetchone():
+    if not queries_gate.model_exists(store, model_id):
         raise UserError(f"{side} model '{ref}' ({model_id}) has no runs in {store.path}")
     return model_id
 
@@ -127,11 +116,8 @@ def _pick(store: Store, ref: str, side: str, stored: list[tuple]) -> str:
 def _candidates(store: Store, rows: list[tuple]) -> str:
     lines = []
     for model_id, _, fp, _, created in rows:
-        runs = store.db.execute(
-            "SELECT run_id FROM runs WHERE model_id = ? AND status = 'completed' ORDER BY started_at DESC",
-            [model_id],
-        ).fetchall()
-        shown = ", ".join(r[0] for r in runs[:3]) + (f" (+{len(runs) - 3} more)" if len(runs) > 3 else "")
+        runs = queries_gate.completed_run_ids(store, model_id)
+        shown = ", ".join(runs[:3]) + (f" (+{len(runs) - 3} more)" if len(runs) > 3 else "")
         lines.append(
             f"  {model_id}  fingerprint {fp[:12]}  stored {str(created)[:19]}  runs: {shown or 'none'}"
         )
@@ -155,12 +141,13 @@ def _fingerprint_files(spec: Any, load_options: str | None) -> str | None:
     import json
 
     from harness.models.fingerprint import fingerprint, predictions_fingerprint
+    from harness.models.registry import is_local
 
     options = json.loads(load_options) if load_options else {}
     if spec.kind == "predictions":
         path = Path(spec.path)
         return predictions_fingerprint(path, options) if path.is_file() else None
-    if spec.kind in ("hf", "gguf", "alias"):
+    if is_local(spec.kind):  # weights tunegate loads (BackendEntry.local)
         weights = _weights_folder(spec)
         adapter = Path(spec.adapter) if spec.adapter else None
         if weights is None or not weights.is_dir() or (adapter is not None and not adapter.is_dir()):

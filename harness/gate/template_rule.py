@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.gate.evaluate import CheckResult
+from harness.gate.result import CheckResult
 from harness.store import RunRecord
 
 

@@ -211,6 +211,16 @@ class AdapterView(HFModel):
         return {**super().describe(), "candidate": self.info.record()}
 
 
+def _hosted_here(kind: str) -> bool:
+    """A spec kind whose registry entry names this module as its adapter host (transformers)."""
+    from harness.models.registry import BACKENDS
+
+    try:
+        return BACKENDS.for_kind(kind).candidates == f"{__name__}:open_candidates"
+    except KeyError:
+        return False
+
+
 def open_candidates(
     base: str | ResolvedModel,
     adapters: Sequence[str | Path],
@@ -237,7 +247,7 @@ def open_candidates(
         raise UserError(
             f"give the base without ?adapter= when listing adapters ({base_r.spec.raw})", field="model"
         )
-    if base_r.weights is None or base_r.spec.kind not in ("hf", "gguf", "alias"):
+    if base_r.weights is None or not _hosted_here(base_r.spec.kind):
         raise UserError(
             f"adapters are attached to a local transformers model; {base_r.spec.raw} is not one",
             field="model",

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from harness.config import GenerationParams
+    from harness.models.adapters import CandidateInfo
+    from harness.models.batching import BatchSize
+    from harness.models.chat_template import TemplateChoice
     from harness.models.resolve import ResolvedModel
-    from harness.suite import Request
+    from harness.suite import Example, Request, Suite
 
 Batch = list[tuple[int, Any]]
 """(index into the request list, result) pairs: one batch, in any order."""
@@ -104,7 +107,8 @@ NEED_WORDS = {
 
 @runtime_checkable
 class Backend(Protocol):
-    """A model the runner can call. Methods a backend lacks the capability for may raise."""
+    """A model the runner can call. Methods a backend lacks the capability for may raise.
+    `batch_size` is "auto" only for a backend whose capabilities say `auto_batch`."""
 
     resolved: ResolvedModel
     capabilities: Capabilities
@@ -118,17 +122,21 @@ class Backend(Protocol):
         ...
 
     def generate(
-        self, requests: Sequence[Request], params: GenerationParams, batch_size: int, seed: int | None = None
+        self,
+        requests: Sequence[Request],
+        params: GenerationParams,
+        batch_size: BatchSize,
+        seed: int | None = None,
     ) -> Iterator[Batch]:
         """Continuations of prepared requests, yielded per batch as (index, Generated)."""
         ...
 
-    def loglikelihood(self, requests: Sequence[tuple[str, str]], batch_size: int) -> Iterator[Batch]:
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], batch_size: BatchSize) -> Iterator[Batch]:
         """(context, continuation) pairs → (index, LogLikelihood) per batch."""
         ...
 
     def rolling_loglikelihood(
-        self, texts: Sequence[str], max_length: int, stride: int, batch_size: int
+        self, texts: Sequence[str], max_length: int, stride: int, batch_size: BatchSize
     ) -> Iterator[Batch]:
         """Whole texts → (index, RollingLL) per batch, strided windows of `max_length` tokens."""
         ...
@@ -145,6 +153,39 @@ class Backend(Protocol):
     def preflight(self, needed: set[str], what: str) -> None:
         """Called once per suite before the first call: a backend that must verify a capability
         on the live model (an endpoint's log-probabilities) raises UserError here."""
+        ...
+
+
+@runtime_checkable
+class ReplayBackend(Backend, Protocol):
+    """A backend that replays outputs made elsewhere (`capabilities.replay`: a predictions file)
+    instead of calling a model: it is bound to a suite's examples before anything is stored."""
+
+    def bind(self, suite: Suite, examples: Sequence[Example]) -> None:
+        """Check the outputs cover `examples` (by id or by order); raises UserError if not."""
+        ...
+
+    def replay(self, example_ids: Sequence[str]) -> Iterator[Batch]:
+        """The stored outputs of `example_ids`, yielded per batch as (index, Generated)."""
+        ...
+
+
+def as_replay(backend: Backend) -> ReplayBackend | None:
+    """`backend` as a ReplayBackend when it declares `capabilities.replay` (the declaration is
+    the contract: a backend that says replay implements bind and replay)."""
+    return cast("ReplayBackend", backend) if backend.capabilities.replay else None
+
+
+@runtime_checkable
+class CandidateBackend(Backend, Protocol):
+    """One of several candidates (a base, its adapters, checkpoints) evaluated on one load of the
+    base: what a `BackendEntry.candidates` host returns. Each is its own model and run."""
+
+    info: CandidateInfo
+    """Its role, chat template, adapter check and sweep step, recorded with each run."""
+
+    def use_suite_template(self, option: str | None) -> TemplateChoice | None:
+        """Pick the chat template for the next suite (its `chat_template`; None: the model's own)."""
         ...
 
 

@@ -3,7 +3,8 @@
     # the same keys as the spec's options, plus where the model is
     backend: openai                # any registered scheme: openai, llamacpp, hf, gguf, predictions
     model: cand                    # openai: the served model name …
-    base_url: http://127.0.0.1:8000/v1   # … and the server
+    base_url: http://127.0.0.1:8000/v1   # … and the server, or its replicas:
+    base_urls: [http://10.0.0.1:8000/v1, http://10.0.0.2:8000/v1]
     path: ./merged                 # other backends: the file or folder (relative to this file)
     api_key_env: VLLM_API_KEY
     revision: adapter-sha256:1f3e…
@@ -21,7 +22,7 @@ from urllib.parse import urlencode
 
 from harness.config import LocatedYaml
 
-_WHERE = {"backend", "model", "base_url", "path", "spec"}
+_WHERE = {"backend", "model", "base_url", "base_urls", "path", "spec"}
 
 
 def spec_from_file(path: Path) -> str:
@@ -41,10 +42,7 @@ def spec_from_file(path: Path) -> str:
         if not isinstance(backend, str):
             raise doc.error("missing 'backend' (openai, llamacpp, hf, gguf, predictions) or 'spec'", ())
         if backend == "openai":
-            for key in ("model", "base_url"):
-                if not data.get(key):
-                    raise doc.error(f"an openai model needs '{key}'", (key,))
-            base = f"openai:{data['model']}@{data['base_url']}"
+            base = f"openai:{_openai_where(doc, data)}"
         else:
             if not data.get("path"):
                 raise doc.error(f"a {backend} model needs 'path'", ("path",))
@@ -53,6 +51,27 @@ def spec_from_file(path: Path) -> str:
             base = f"{backend}:{where}"
     query = urlencode({k: _text(v) for k, v in options.items()})
     return f"{base}?{query}" if query else base
+
+
+def _openai_where(doc: LocatedYaml, data: dict[str, Any]) -> str:
+    """MODEL@URL, or MODEL@URL1,URL2,… from `base_urls` (replicas of one model)."""
+    if not data.get("model"):
+        raise doc.error("an openai model needs 'model'", ("model",))
+    if "base_urls" in data:
+        if "base_url" in data:
+            raise doc.error(
+                "give 'base_url' (one server) or 'base_urls' (replicas), not both", ("base_urls",)
+            )
+        urls = data["base_urls"]
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+            raise doc.error("'base_urls' must be a list of base URLs", ("base_urls",))
+        for k, u in enumerate(urls):
+            if "," in u:
+                raise doc.error("a base URL cannot hold a comma", ("base_urls", k))
+        return f"{data['model']}@{','.join(urls)}"
+    if not data.get("base_url"):
+        raise doc.error("an openai model needs 'base_url' (or 'base_urls' for replicas)", ("base_url",))
+    return f"{data['model']}@{data['base_url']}"
 
 
 def _text(v: Any) -> str:

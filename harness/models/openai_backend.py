@@ -1,5 +1,6 @@
 """`openai:MODEL@BASE_URL` — any OpenAI-compatible server or API (vLLM, Ollama, llama.cpp's
-server, TGI, SGLang, hosted APIs).
+server, TGI, SGLang, hosted APIs). `openai:MODEL@URL1,URL2,…`: replicas of one model, requests
+spread over them (harness.models.replicas); they share the first URL's fingerprint and cache.
 
 Options (`?key=value&…`): `chat=1|0` (1, the default: chat requests go to /chat/completions as
 messages; 0: they are rendered — with `tokenizer=DIR`'s chat template when given — and sent to
@@ -83,15 +84,13 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
             "(e.g. openai:llama3@http://127.0.0.1:8000/v1)",
             field="model",
         )
-    url = m.group("url").rstrip("/")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UserError(f"model spec '{raw}': '{url}' is not an http(s) URL", field="model")
-    try:
-        parsed.port  # noqa: B018  (raises on a non-numeric port)
-    except ValueError:
-        raise UserError(f"model spec '{raw}': '{url}' has an invalid port", field="model") from None
+    urls = [_check_url(raw, u.strip().rstrip("/")) for u in m.group("url").split(",")]
+    if len(set(urls)) != len(urls):
+        raise UserError(f"model spec '{raw}': a replica URL is listed twice", field="model")
+    url = urls[0]
     opts: dict[str, Any] = {"model": m.group("model")}
+    if len(urls) > 1:  # replicas (harness.models.replicas); one URL keeps its options as before
+        opts["base_urls"] = urls
     chat = params.get("chat", "1")
     if chat not in ("0", "1", "true", "false"):
         raise UserError(f"model spec '{raw}': chat must be 0 or 1", field="chat")
@@ -134,12 +133,70 @@ def parse_spec(raw: str, body: str, params: dict[str, str]) -> ModelSpec:
     return ModelSpec(raw=raw, kind="openai", path=url, options=opts)
 
 
+def _check_url(raw: str, url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UserError(f"model spec '{raw}': '{url}' is not an http(s) URL", field="model")
+    try:
+        parsed.port  # noqa: B018  (raises on a non-numeric port)
+    except ValueError:
+        raise UserError(f"model spec '{raw}': '{url}' has an invalid port", field="model") from None
+    return url
+
+
+def base_urls(spec: ModelSpec) -> list[str]:
+    """Every server of the spec: its replicas, or its one base URL."""
+    return list(spec.options.get("base_urls") or [spec.path])
+
+
 def resolve(spec: ModelSpec) -> ResolvedModel:
     """Ask the server what it serves (GET /models): a refused connection, a rejected key or a
-    model the server does not serve is a user error before any run is created."""
+    model the server does not serve is a user error before any run is created. Replicas are
+    each asked, and must report the same model (harness.models.replicas)."""
+    urls = base_urls(spec)
+    entries = []
+    for u in urls:
+        try:
+            entries.append((u, _models_entry(spec, u)))
+        except UserError as e:
+            if u == urls[0]:
+                raise
+            raise UserError(
+                f"{e.detail}; it is a replica of {urls[0]}, and replicas behind one spec must all "
+                "serve the same model",
+                field="model",
+            ) from None
+    if len(urls) > 1:
+        from harness.models.replicas import check_same_model
+
+        check_same_model(spec.raw, spec.options["model"], entries)
+    # the first replica's identity: a run over URL1 alone and over URL1,URL2 share runs and cache
+    url, model, entry = spec.path, spec.options["model"], entries[0][1]
+    facts = {
+        "base_url": url,
+        "served_model": model,
+        "models_entry": entry,
+        "revision": spec.options.get("revision"),
+    }
+    from harness.models.prefix import find_scoring
+
+    scoring = find_scoring(spec.options, entry)
+    if scoring.prefix_token:  # changes every log-probability: part of the identity
+        # the same key whether given (?prefix=) or found, so both share runs and cache
+        facts["prefix"] = scoring.prefix_token
+    fp = hashlib.sha256(("endpoint\0" + json.dumps(facts, sort_keys=True, default=str)).encode()).hexdigest()
+    facts["scoring"] = scoring.record()  # after the hash: how it was found is not identity
+    if len(urls) > 1:
+        facts["replicas"] = urls  # after the hash: where the copies run is not identity
+    return ResolvedModel(spec, None, None, dict(spec.options), fp, None, device="remote", facts=facts)
+
+
+def _models_entry(spec: ModelSpec, url: str) -> dict[str, Any] | None:
+    """The server's /models entry for the spec's model (volatile fields removed); None when the
+    server has no /models or lists nothing."""
     import openai
 
-    url, model = spec.path, spec.options["model"]
+    model = spec.options["model"]
     transport = Transport(url, spec.options["api_key_env"], HttpPolicy(), what="endpoint")
     client = openai.OpenAI(
         base_url=url,
@@ -180,21 +237,7 @@ def resolve(spec: ModelSpec) -> ResolvedModel:
         entry = next((d for d in listed if d.get("id") == model), None)
         if entry is not None:
             entry = {k: v for k, v in entry.items() if k not in _VOLATILE and v is not None}
-    facts = {
-        "base_url": url,
-        "served_model": model,
-        "models_entry": entry,
-        "revision": spec.options.get("revision"),
-    }
-    from harness.models.prefix import find_scoring
-
-    scoring = find_scoring(spec.options, entry)
-    if scoring.prefix_token:  # changes every log-probability: part of the identity
-        # the same key whether given (?prefix=) or found, so both share runs and cache
-        facts["prefix"] = scoring.prefix_token
-    fp = hashlib.sha256(("endpoint\0" + json.dumps(facts, sort_keys=True, default=str)).encode()).hexdigest()
-    facts["scoring"] = scoring.record()  # after the hash: how it was found is not identity
-    return ResolvedModel(spec, None, None, dict(spec.options), fp, None, device="remote", facts=facts)
+    return entry
 
 
 class OpenAIBackend:
@@ -208,10 +251,11 @@ class OpenAIBackend:
         policy = HttpPolicy(
             **{k: opts[k] for k in ("max_concurrency", "timeout", "max_retries") if k in opts}
         )
-        # a server that answered and then refuses every connection stops the run (resumable)
-        self.transport = Transport(
-            resolved.spec.path, opts.get("api_key_env"), policy, what="endpoint", stop_when_gone=True
-        )
+        from harness.models.replicas import make_transport
+
+        # a server that answered and then refuses every connection stops the run (resumable);
+        # with replicas, only when every one is gone
+        self.transport = make_transport(base_urls(resolved.spec), opts.get("api_key_env"), policy)
         self.calls: dict[str, int] = {"http": 0}
         self._tokenizer: Any = None
         self._probe: str | None | bool = False  # False: not probed yet; None: passed; str: finding

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from harness.errors import UserError
-from harness.models.base import NEED_WORDS
-from harness.suite import SuiteKind
+from harness.models.base import NEED_WORDS, Backend
+from harness.suite import Suite, SuiteKind
 
 
-def check_capabilities(backend: Any, suite: SuiteKind) -> None:
+def check_capabilities(backend: Backend, suite: Suite) -> None:
     """One message naming the suite, what it needs, the model, and why the model cannot."""
     caps = backend.capabilities
     needed = sorted(suite.request_types()) + sorted(suite.needs())
@@ -23,7 +21,7 @@ def check_capabilities(backend: Any, suite: SuiteKind) -> None:
         )
     # e.g. an endpoint proving its echo log-probabilities are right; raises with what it found
     backend.preflight(set(needed), f"{suite.kind} suite {suite.config.name}")
-    if not caps.chat and suite.request_types() == {"generate"}:
+    if not caps.chat and isinstance(suite, SuiteKind) and suite.request_types() == {"generate"}:
         example = suite.examples[0] if suite.examples else None
         if example is not None and suite.request(example).is_chat:
             raise UserError(

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import GenerationParams
+from harness.models.base import Backend, Generated, LogLikelihood, RollingLL, as_replay
 from harness.models.batching import BatchSize
 from harness.runner.plan import Item
 from harness.store import GenerationRow, ScoreRow, Store
-from harness.suite import SuiteKind
+from harness.suite import Example, RunSettings, SuiteKind
 from harness.transport import EndpointGone
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def execute(
     run_id: str,
     suite: SuiteKind,
     items: list[Item],
-    backend: Any,
+    backend: Backend,
     batch_size: BatchSize,
     progress: Progress,
     *,
@@ -78,7 +79,7 @@ def execute(
 
 
 def generations(
-    store: Store, backend: Any, suite: SuiteKind, examples: list[Any], options: Any
+    store: Store, backend: Backend, suite: SuiteKind, examples: list[Example], options: RunSettings
 ) -> dict[str, tuple[str, GenerationRow, bool]]:
     """example id → (cache key, generation row, was it a cache hit), for a kind that needs the
     outputs before it scores them (judges): cache first, misses generated in batches and stored
@@ -104,13 +105,20 @@ def generations(
 
 
 def run_backend(
-    backend: Any, rtype: str, todo: list[Item], batch_size: BatchSize, seed: int | None = None
+    backend: Backend, rtype: str, todo: list[Item], batch_size: BatchSize, seed: int | None = None
 ) -> Iterator[list[GenerationRow]]:
     """Model calls for `todo` (cache misses), yielded batch by batch as generation rows."""
     model_id = backend.resolved.model_id
+    replay = as_replay(backend)
 
     def row(
-        it: Item, output: str | None, result: Any, n_in: Any, n_out: Any, dt: float, err: Any
+        it: Item,
+        output: str | None,
+        result: dict[str, Any] | None,
+        n_in: int | None,
+        n_out: int | None,
+        dt: float,
+        err: str | None,
     ) -> GenerationRow:
         return GenerationRow(
             it.cache_key,
@@ -133,26 +141,20 @@ def run_backend(
         for group in groups.values():
             params = GenerationParams(**group[0].request.params)
             batches = (
-                backend.replay([i.example.id for i in group])  # outputs made elsewhere, by example id
-                if backend.capabilities.replay
+                replay.replay([i.example.id for i in group])  # outputs made elsewhere, by example id
+                if replay is not None
                 else backend.generate([i.request for i in group], params, batch_size, seed=seed)
             )
             for batch in batches:
+                gens: list[tuple[int, Generated]] = batch
                 yield [
-                    row(
-                        group[k],
-                        g.text,
-                        g.usage,
-                        g.prompt_tokens,
-                        g.output_tokens,
-                        g.latency_s,
-                        g.error,
-                    )
-                    for k, g in batch
+                    row(group[k], g.text, g.usage, g.prompt_tokens, g.output_tokens, g.latency_s, g.error)
+                    for k, g in gens
                 ]
     elif rtype == "loglikelihood":
         pairs = [(it.request.prompt or "", it.request.continuation or "") for it in todo]
         for batch in backend.loglikelihood(pairs, batch_size):
+            lls: list[tuple[int, LogLikelihood]] = batch
             yield [
                 row(
                     todo[k],
@@ -165,7 +167,7 @@ def run_backend(
                     r.latency_s,
                     r.error,
                 )
-                for k, r in batch
+                for k, r in lls
             ]
     elif rtype == "rolling_loglikelihood":
         rgroups: dict[tuple[int, int], list[Item]] = {}
@@ -174,6 +176,7 @@ def run_backend(
         for (max_length, stride), group in rgroups.items():
             texts = [i.request.prompt or "" for i in group]
             for batch in backend.rolling_loglikelihood(texts, max_length, stride, batch_size):
+                rolled: list[tuple[int, RollingLL]] = batch
                 yield [
                     row(
                         group[k],
@@ -184,7 +187,7 @@ def run_backend(
                         r.latency_s,
                         r.error,
                     )
-                    for k, r in batch
+                    for k, r in rolled
                 ]
     else:
         raise ValueError(f"backend cannot serve request type {rtype!r}")

@@ -18,15 +18,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.config import GenerationParams
-from harness.models.base import cut_at_stop
+from harness.models.base import Backend, cut_at_stop
 from harness.models.batching import fixed
 from harness.runner.plan import Item, plan_items
+from harness.runner.run import RunOptions
 from harness.runner.shard import shard_examples
 from harness.store import GenerationRow, Store
-from harness.suite import SuiteKind
+from harness.suite import SelfDrivenSuite, Suite, SuiteKind
+
+if TYPE_CHECKING:
+    from harness.models.adapters import AdapterView
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +48,40 @@ class Prefetched:
     errors: list[str] = field(default_factory=list)
 
 
-def can_mix(views: Sequence[Any], suite: SuiteKind, options: Any) -> bool:
+def _adapter_views(backends: Sequence[Backend]) -> list[AdapterView] | None:
+    """`backends` as views of one transformers base (harness.models.adapters), or None."""
+    if len(backends) < 2 or not all(b.capabilities.local_weights for b in backends):
+        return None  # before the import: nothing to mix, and no transformers to load for it
+    from harness.models.adapters import AdapterView
+
+    views = [b for b in backends if isinstance(b, AdapterView)]
+    return views if len(views) == len(backends) else None
+
+
+def can_mix(backends: Sequence[Backend], suite: Suite, options: RunOptions) -> bool:
     """Base + adapters of one shared model, a suite the runner drives, a new (not resumed) run."""
-    shared = {id(getattr(v, "shared", None)) for v in views}
+    views = _adapter_views(backends)
     return (
-        len(views) > 1
-        and len(shared) == 1
-        and getattr(views[0], "shared", None) is not None
-        and views[0].shared.names  # at least one adapter attached (else there is nothing to mix)
-        and not getattr(suite, "execute_run", None)
+        views is not None
+        and len({id(v.shared) for v in views}) == 1
+        and bool(views[0].shared.names)  # at least one adapter attached (else there is nothing to mix)
+        and isinstance(suite, SuiteKind)
+        and not isinstance(suite, SelfDrivenSuite)
         and not options.resume
     )
 
 
 def prefetch_generations(
     store: Store,
-    views: Sequence[Any],
-    suite: SuiteKind,
-    options: Any,
+    backends: Sequence[Backend],
+    suite: Suite,
+    options: RunOptions,
     on_start: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> Prefetched:
     """Generate every candidate's greedy cache misses on `suite` in mixed batches, into the cache."""
+    views = _adapter_views(backends)
+    if views is None or not isinstance(suite, SuiteKind):
+        raise ValueError("mixed batches take views of one transformers base on a suite the runner drives")
     out = Prefetched([set() for _ in views], [0] * len(views))
     examples = suite.examples[: options.limit] if options.limit else suite.examples
     examples = shard_examples(examples, options.shard)

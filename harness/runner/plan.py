@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,12 @@ def cache_key(fingerprint: str, request: Request, seed: int | None, example_id: 
     params = dict(request.params)
     if params.get("temperature", 0) > 0:
         params["seed"] = seed
-    key: dict = {"fp": fingerprint, "type": request.type, "prompt": request.prompt, "params": params}
+    key: dict[str, Any] = {
+        "fp": fingerprint,
+        "type": request.type,
+        "prompt": request.prompt,
+        "params": params,
+    }
     if request.messages is not None:
         key["messages"] = list(request.messages)
     if request.continuation is not None:
@@ -43,7 +49,7 @@ def plan_items(
     examples: list[Example],
     done: set[str],
     fingerprint: str,
-    prepare: Any,
+    prepare: Callable[[Request], Request],
     seed: int | None,
     keys_by_example: bool = False,
 ) -> list[Item]:

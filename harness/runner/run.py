@@ -9,18 +9,20 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Literal
+from typing import Literal
 
 from harness import signals
 from harness.errors import UserError
 from harness.measurement import build_record
+from harness.models.base import Backend, as_replay
+from harness.models.resolve import ResolvedModel
 from harness.runner.capabilities import check_capabilities
 from harness.runner.execute import execute
 from harness.runner.plan import plan_items
 from harness.runner.shard import shard_examples, shard_of
 from harness.store import Store
-from harness.store.db import one_row
-from harness.suite import SuiteKind, content_hash, suite_id
+from harness.store.queries_api import cached_count
+from harness.suite import Example, SelfDrivenSuite, Suite, SuiteKind, content_hash, suite_id
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,13 @@ class RunOutcome:
 
 def run_suite(
     store: Store,
-    backend: Any,
-    suite: SuiteKind,
+    backend: Backend,
+    suite: Suite,
     options: RunOptions,
     on_start: Callable[[str, int], Callable[[int], None]] | None = None,
     fresh: set[str] | None = None,
+    *,
+    checked: bool = False,
 ) -> RunOutcome:
     """Run `suite` on `backend`, writing every finished batch to `store`.
 
@@ -68,9 +72,12 @@ def run_suite(
     the finished batches, and `RunOptions(resume=run_id)` continues from them.
     `fresh`: cache keys generated for this run just before it, batched with other candidates
     (harness.runner.mixed): served from the cache but stored as new, not as cache hits.
+    `checked`: the caller (harness.evaluate) has checked the backend against the suite and, for a
+    new run, bound a replaying backend to its examples; neither is done again here.
     """
     resolved = backend.resolved
-    check_capabilities(backend, suite)  # before anything is stored
+    if not checked:
+        check_capabilities(backend, suite)  # before anything is stored
     if options.batch_size == "auto" and not backend.capabilities.auto_batch:
         from dataclasses import replace
 
@@ -78,7 +85,7 @@ def run_suite(
 
         options = replace(options, batch_size=DEFAULT_BATCH)  # nothing to search: a fixed size
     sid = suite_id(suite)
-    if options.shard and getattr(suite, "execute_run", None):
+    if options.shard and isinstance(suite, SelfDrivenSuite):
         raise UserError(
             f"--shard splits the examples of task and perplexity suites; {suite.kind} suite "
             f"'{suite.config.name}' runs its own request loop and cannot be sharded"
@@ -111,7 +118,8 @@ def run_suite(
         done = store.done_example_ids(run_id, include_errors=options.keep_errors)
         store.reopen_run(run_id)
     else:
-        _bind(backend, suite, examples)  # before sharding: order-matched predictions count from the top
+        if not checked:  # before sharding: order-matched predictions count from the top
+            _bind(backend, suite, examples)
         examples = shard_examples(examples, options.shard)
         _register(store, resolved, suite, sid)
         run_id = new_run_id()
@@ -139,12 +147,10 @@ def run_suite(
             measurement=build_record(backend, suite, options.seed),
         )
     _seed_everything(options.seed)
-    # A kind that drives its own request loop (lm-eval) does everything between create and mark.
-    own_loop = getattr(suite, "execute_run", None)
+    # A kind that drives its own request loop (lm-eval, judges) does everything between create and mark.
+    own_loop = suite if isinstance(suite, SelfDrivenSuite) else None
     items = (
-        []
-        if own_loop
-        else plan_items(
+        plan_items(
             suite,
             examples,
             done,
@@ -153,14 +159,16 @@ def run_suite(
             options.seed,
             keys_by_example=backend.capabilities.replay,
         )
+        if isinstance(suite, SuiteKind) and own_loop is None
+        else []
     )
     n_todo = sum(e.id not in done for e in examples) if own_loop else len(items)
     progress = on_start(f"{suite.config.name}", n_todo) if on_start else (lambda n: None)
     calls_before = sum(backend.calls.values())
     try:
-        if own_loop:
-            own_loop(store, run_id, backend, options, progress)
-        else:
+        if own_loop is not None:
+            own_loop.execute_run(store, run_id, backend, options, progress)
+        elif isinstance(suite, SuiteKind):
             execute(
                 store,
                 run_id,
@@ -173,6 +181,8 @@ def run_suite(
                 seed=options.seed,
                 fresh=fresh,
             )
+        else:
+            raise TypeError(f"{type(suite).__name__} is neither a SuiteKind nor a SelfDrivenSuite")
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (harness.signals): the batch in flight is discarded
         store.mark_run(run_id, "interrupted", signals.reason())
         signals.note_interrupted("run", run_id, str(store.path))
@@ -182,9 +192,7 @@ def run_suite(
         raise
     store.mark_run(run_id, "completed")
     n_done, n_err = store.counts(run_id)
-    n_cached = one_row(
-        store.db.execute("SELECT count(*) FROM run_examples WHERE run_id = ? AND cached", [run_id])
-    )[0]
+    n_cached = cached_count(store, run_id)
     return RunOutcome(
         run_id,
         suite.config.name,
@@ -196,15 +204,17 @@ def run_suite(
     )
 
 
-def _bind(backend: Any, suite: SuiteKind, examples: list) -> None:
+def _bind(backend: Backend, suite: Suite, examples: list[Example]) -> None:
     """Let a backend that serves fixed outputs (a predictions file) check it covers `examples`
     before anything is stored."""
-    if backend.capabilities.replay:
-        backend.bind(suite, examples)
+    replay = as_replay(backend)
+    if replay is not None:
+        replay.bind(suite, examples)
 
 
-def _register(store: Store, resolved: Any, suite: SuiteKind, sid: str) -> None:
+def _register(store: Store, resolved: ResolvedModel, suite: Suite, sid: str) -> None:
     if resolved.adapter is not None:
+        assert resolved.base_model_id is not None and resolved.base_fingerprint is not None
         store.upsert_model(
             resolved.base_model_id,
             resolved.spec.raw.split("?")[0],

@@ -4,10 +4,13 @@
   "use strict";
   var DATA = JSON.parse(document.getElementById("tg-data").textContent);
   var PAGE = 50;
-  // Layout of one example (see reports/collect.py _examples)
-  var ID = 0, PROMPT = 1, REF = 2, OUT = 3, ERR = 5, VAL = 7, EXTRA = 9;
-  var two = DATA.sides === 2;
-  var st = { suite: 0, metric: 0, filter: "all", query: "", sort: "data", page: 0, rows: [] };
+  // Layout of one example (see reports/collect.py _examples): S slots per side-dependent field,
+  // slot 0 the base, slot k the k-th candidate (S is 2 for one model too: slot 1 stays empty).
+  var S = DATA.slots || 2, N = DATA.sides || 1;
+  var ID = 0, PROMPT = 1, REF = 2, OUT = 3, ERR = 3 + S, VAL = 3 + 2 * S, EXTRA = 3 + 3 * S;
+  var two = N >= 2, many = N > 2;  // "two": a base and candidates to compare it with
+  // st.cand: the candidate that the filters, the sort, the chips' colours and the diff compare with
+  var st = { suite: 0, metric: 0, cand: 1, filter: "all", query: "", sort: "data", page: 0, rows: [] };
   var $ = function (id) { return document.getElementById(id); };
 
   function el(tag, cls, text) {
@@ -24,18 +27,22 @@
   function suite() { return DATA.suites[st.suite]; }
   // delta in the metric's good direction: > 0 better, < 0 worse, null when a side has no score
   function gain(ex, m) {
-    if (!two || !ex[VAL] || !ex[VAL + 1]) return null;
-    var a = ex[VAL][m], b = ex[VAL + 1][m];
+    return gainOf(ex, m, st.cand);
+  }
+  function gainOf(ex, m, k) {
+    if (!two || !ex[VAL] || !ex[VAL + k]) return null;
+    var a = ex[VAL][m], b = ex[VAL + k][m];
     if (a === null || b === null || a === undefined || b === undefined) return null;
     return suite().metrics[m].hib ? b - a : a - b;
   }
   function hasError(ex) {
-    return !!(ex[ERR] || ex[ERR + 1] || (ex[EXTRA] && ex[EXTRA].se));
+    for (var k = 0; k < N; k++) if (ex[ERR + k]) return true;
+    return !!(ex[EXTRA] && ex[EXTRA].se);
   }
   function haystack(ex) {
     if (ex._h === undefined) {
-      var parts = [ex[ID], ex[PROMPT], JSON.stringify(ex[REF]), ex[OUT] || "", ex[OUT + 1] || "",
-                   ex[ERR] || "", ex[ERR + 1] || ""];
+      var parts = [ex[ID], ex[PROMPT], JSON.stringify(ex[REF])];
+      for (var k = 0; k < S; k++) parts.push(ex[OUT + k] || "", ex[ERR + k] || "");
       if (ex[EXTRA] && ex[EXTRA].r) parts.push(JSON.stringify(ex[EXTRA].r));
       ex._h = parts.join("\n").toLowerCase();
     }
@@ -126,10 +133,14 @@
       head.appendChild(flag);
     }
     for (var m = 0; m < s.metrics.length; m++) {
-      var a = ex[VAL] ? ex[VAL][m] : null, b = two && ex[VAL + 1] ? ex[VAL + 1][m] : null;
+      var a = ex[VAL] ? ex[VAL][m] : null;
       var g = gain(ex, m), chip = el("span", "chip" + (g === null ? "" : g > 0 ? " better" : g < 0 ? " worse" : ""));
       var txt = s.metrics[m].name + " " + fmt(a);
-      if (two) txt += " → " + fmt(b) + (g === null || g === 0 ? "" : " (" + (b - a > 0 ? "+" : "") + fmt(b - a) + ")");
+      for (var k = 1; two && k < N; k++) {  // base → each candidate, in side order
+        var b = ex[VAL + k] ? ex[VAL + k][m] : null, gk = gainOf(ex, m, k);
+        txt += (k > 1 ? " · " : " → ") + (many ? DATA.labels[k] + " " : "") + fmt(b) +
+          (gk === null || gk === 0 ? "" : " (" + (b - a > 0 ? "+" : "") + fmt(b - a) + ")");
+      }
       chip.textContent = txt;
       head.appendChild(chip);
     }
@@ -158,14 +169,16 @@
     var refText = Array.isArray(ref) ? (ref.length ? ref.join("\n— or —\n") : "(no reference)") : String(ref);
     top.appendChild(textBlock(Array.isArray(ref) && ref.length > 1 ? "References" : "Reference", refText, "ref"));
     c.appendChild(top);
-    var outs = el("div", two ? "row2" : "row1");
+    var outs = el("div", many ? "rowN" : two ? "row2" : "row1");
+    if (many) outs.style.setProperty("--n", String(N));
     var labels = DATA.labels;
-    for (var k = 0; k < (two ? 2 : 1); k++) {
-      var ob = el("div", "blk out out" + k);
+    for (var k = 0; k < N; k++) {
+      var ob = el("div", "blk out out" + k + (many && k === st.cand ? " picked" : ""));
       if (s.kind !== "perplexity") {  // a perplexity suite scores the prompt text: no output to show
         ob.appendChild(el("h4", null, labels[k] + " output"));
         var op = el("pre", "output");
-        diffInto(op, ex[OUT + k], two ? ex[OUT + 1 - k] : null, k === 0 ? "del" : "ins");
+        // the base is diffed against the picked candidate, every candidate against the base
+        diffInto(op, ex[OUT + k], two ? ex[OUT + (k === 0 ? st.cand : 0)] : null, k === 0 ? "del" : "ins");
         ob.appendChild(op);
       }
       if (ex[ERR + k]) ob.appendChild(el("div", "err", "error: " + ex[ERR + k]));
@@ -178,7 +191,7 @@
       [["r", "rationale", "rat"], ["se", "scoring error", "err"]].forEach(function (kind) {
         var d = extra[kind[0]];
         if (!d) return;
-        for (var k = 0; k < 2; k++) {
+        for (var k = 0; k < N; k++) {
           // one line per distinct text: a rubric judge gives every criterion the same rationale
           var texts = [], names = new Map();  // a Map: any text is a safe key
           Object.keys(d).forEach(function (mi) {
@@ -233,6 +246,14 @@
     });
     if (!DATA.suites.length) { $("tg-count").textContent = "no examples"; return; }
     fillMetrics();
+    var cand = $("tg-cand");
+    for (var k = 1; k < N; k++) {
+      var co = el("option", null, DATA.labels[k]);
+      co.value = String(k);
+      cand.appendChild(co);
+    }
+    cand.addEventListener("change", function () { st.cand = +cand.value; recompute(); });
+    if (!many) Array.prototype.forEach.call(document.querySelectorAll(".many-only"), function (x) { x.hidden = true; });
     sel.addEventListener("change", function () { st.suite = +sel.value; fillMetrics(); recompute(); });
     $("tg-metric").addEventListener("change", function () { st.metric = +$("tg-metric").value; recompute(); });
     $("tg-sort").addEventListener("change", function () { st.sort = $("tg-sort").value; recompute(); });
