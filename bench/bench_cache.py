@@ -19,7 +19,7 @@ from bench.common import report  # noqa: E402
 def cli(*args: str) -> tuple[float, str]:
     t0 = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "tunegate", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -53,7 +53,7 @@ def run_measured(args: list[str]) -> tuple[float, float]:
     """(wall s, peak RSS MiB) of a child process, from wait4's rusage."""
     t0 = time.perf_counter()
     p = subprocess.Popen(
-        [sys.executable, "-m", "harness", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "tunegate", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0

@@ -109,7 +109,7 @@ def tunegate(url: str, suite: Path, db: Path, levels: list[str]) -> dict:
         [
             sys.executable,
             "-m",
-            "harness",
+            "tunegate",
             "load",
             "-m",
             f"openai:instant@{url}",

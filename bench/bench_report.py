@@ -34,7 +34,7 @@ def main() -> None:
         # The CLI as a user runs it: process start, imports (scipy for the paired tests), render, write.
         t0 = time.perf_counter()
         r = subprocess.run(
-            [sys.executable, "-m", "harness", "report", "m-base", "m-cand", "-o", str(out), "--db", str(db)],
+            [sys.executable, "-m", "tunegate", "report", "m-base", "m-cand", "-o", str(out), "--db", str(db)],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -43,7 +43,7 @@ def main() -> None:
         if r.returncode:
             sys.exit(r.stderr)
         # The fixed part of that: a fresh interpreter importing what the command imports.
-        imports = "import harness.cli, reports.collect, reports.render, scipy.stats"
+        imports = "import tunegate.cli, reports.collect, reports.render, scipy.stats"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", imports], cwd=ROOT, check=True)
         t_imports = time.perf_counter() - t0

@@ -20,7 +20,7 @@ def main() -> None:
 
     rows = [
         ("python -c pass", timed(lambda: run("-c", "pass"), 7)[0]),
-        ("tunegate --help", timed(lambda: run("-m", "harness", "--help"), 7)[0]),
+        ("tunegate --help", timed(lambda: run("-m", "tunegate", "--help"), 7)[0]),
         ("python -c 'import torch'", timed(lambda: run("-c", "import torch"), 3)[0]),
     ]
     report("start-up (median)", rows, "python -c pass", "tunegate --help < 0.5 s")

@@ -146,13 +146,13 @@ def adapters(python: Path, tmp: Path, n: int = 4) -> None:
     t0 = time.perf_counter()
     args = [arg for a in folders for arg in ("--adapter", str(a))]
     _in_env(
-        python, "-m", "harness", "run", "-m", SPEC, *args, *suite, "--db", str(tmp / "one.duckdb"), cwd=tmp
+        python, "-m", "tunegate", "run", "-m", SPEC, *args, *suite, "--db", str(tmp / "one.duckdb"), cwd=tmp
     )
     one = time.perf_counter() - t0
     t0 = time.perf_counter()
     for k, spec in enumerate([SPEC] + [f"{SPEC}&adapter={a}" for a in folders]):
         _in_env(
-            python, "-m", "harness", "run", "-m", spec, *suite, "--db", str(tmp / f"s{k}.duckdb"), cwd=tmp
+            python, "-m", "tunegate", "run", "-m", spec, *suite, "--db", str(tmp / f"s{k}.duckdb"), cwd=tmp
         )
     separate = time.perf_counter() - t0
     report(

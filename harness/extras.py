@@ -25,6 +25,7 @@ EXTRA_OF: dict[str, str] = {
     "trl": "train",
     "llama_cpp": "llamacpp",
     "deepeval": "deepeval",
+    "ray": "ray",
 }
 
 WHAT: dict[str, str] = {
@@ -33,6 +34,7 @@ WHAT: dict[str, str] = {
     "llamacpp": "llamacpp: models",
     "evaluate": "Hugging Face `evaluate` metrics",
     "deepeval": "deepeval judges",
+    "ray": "shards as Ray tasks (run --ray)",
 }
 
 

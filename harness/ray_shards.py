@@ -222,7 +222,7 @@ def _steps(job: ShardJob) -> list[list[str]]:
     One attempt makes one run per suite, in the order given, and stops at the first that fails:
     so the store's runs are those of the first suites, all complete but maybe the last.
     """
-    base = [sys.executable, "-m", "harness", "run", "--db", job.store, "--progress", *job.shared_args]
+    base = [sys.executable, "-m", "tunegate", "run", "--db", job.store, "--progress", *job.shared_args]
     runs: list[dict[str, Any]] = []
     if Path(job.store).exists():
         from harness.errors import StoreLocked

@@ -157,8 +157,7 @@ def _metric_rows(
         except UserError as e:  # measured differently (harness.measurement), or unlike suites
             notes.append(f"suite '{suite}': {who}no paired comparison ({e})")
             comps = []
-        from harness.api import comparability_record
-        from harness.measurement import comparability_lines
+        from harness.measurement import comparability_lines, comparability_record
 
         notes.extend(
             f"suite '{suite}': {who}{line}" for line in comparability_lines(comparability_record(comps))

@@ -52,7 +52,7 @@ class Walk(Exception):
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from harness.cli.run import run_cmd
+    from tunegate.cli.run import run_cmd
 
     tmp = Path(tempfile.mkdtemp(prefix="walk-"))
     (tmp / "data.jsonl").write_text(DATA, encoding="utf-8")

@@ -50,7 +50,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **kw) -> 
     """`tunegate ARGS` in a subprocess, as a user (or CI) runs it."""
     env = {**os.environ, "COLUMNS": "200", **kw.pop("env", {})}
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "tunegate", *args],
         cwd=cwd or ROOT,
         env=env,
         capture_output=True,

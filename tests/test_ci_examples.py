@@ -14,8 +14,8 @@ import pytest
 import typer
 import yaml
 
-from harness.cli import app
 from harness.gate import load_policy
+from tunegate.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "ci"

@@ -120,7 +120,7 @@ def test_missing_store_for_show_is_exit_2_and_creates_nothing(tmp_path):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from harness.cli import app; print('torch' in sys.modules)"
+    code = "import sys; from tunegate.cli import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
     assert run_cli("--help").returncode == 0
@@ -132,7 +132,7 @@ def _start_run(suite, db, *extra):
         [
             sys.executable,
             "-m",
-            "harness",
+            "tunegate",
             "run",
             "--model",
             "smollm2",

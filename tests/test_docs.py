@@ -115,7 +115,7 @@ ERRORS = _click_errors()
 
 
 def _without_global_flags(args: list[str]) -> list[str]:
-    """What `harness.cli.main` takes off the line before click sees it: --debug, --wait SECONDS."""
+    """What `tunegate.cli.main` takes off the line before click sees it: --debug, --wait SECONDS."""
     out, i = [], 0
     while i < len(args):
         if args[i] == "--debug" or args[i].startswith("--wait="):

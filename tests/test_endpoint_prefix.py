@@ -110,7 +110,7 @@ def test_server_killed_mid_run_stops_the_run_and_resume_completes_it(tmp_path):
         from tests.conftest import ROOT
 
         env = {**os.environ, "COLUMNS": "200"}
-        args = [sys.executable, "-m", "harness", "run", "--model", spec, "--suite", "finetune-qa"]
+        args = [sys.executable, "-m", "tunegate", "run", "--model", spec, "--suite", "finetune-qa"]
         proc = subprocess.Popen(
             [*args, "--db", str(db), "--batch-size", "2"],
             cwd=ROOT,

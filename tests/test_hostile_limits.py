@@ -37,7 +37,7 @@ def measured_cli(tmp_path: Path, *args: str, env: dict | None = None, timeout: f
     out = tmp_path / f"rss-{time.monotonic_ns()}.json"
     t0 = time.monotonic()
     r = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, str(out), sys.executable, "-m", "harness", *args],
+        [sys.executable, "-c", _WRAPPER, str(out), sys.executable, "-m", "tunegate", *args],
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         capture_output=True,

@@ -206,7 +206,7 @@ def test_kill_9_then_resume_counts_each_request_once(fake, suite, tmp_path):
     args = [
         sys.executable,
         "-m",
-        "harness",
+        "tunegate",
         "load",
         "-m",
         f"openai:fake@{fake.base_url}",

@@ -27,7 +27,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def piped(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     """`tunegate ARGS | cat`: stdout a pipe and no COLUMNS, as a shell pipeline or CI gives it."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH", "LINES")}
-    argv = [sys.executable, "-c", code] if code else [sys.executable, "-m", "harness", *args]
+    argv = [sys.executable, "-c", code] if code else [sys.executable, "-m", "tunegate", *args]
     r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return r
@@ -41,7 +41,7 @@ def in_terminal(*args: str, columns: int = 100) -> str:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH", "LINES")}
-    p = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env={**env, "TERM": "xterm"},
+    p = subprocess.Popen([sys.executable, "-m", "tunegate", *args], cwd=ROOT, env={**env, "TERM": "xterm"},
                          stdin=slave, stdout=slave, stderr=slave)  # fmt: skip
     os.close(slave)
     chunks = []
@@ -63,7 +63,7 @@ def in_terminal(*args: str, columns: int = 100) -> str:
 HELP_OF_EVERY_COMMAND = """
 import json, sys
 import click, typer.main
-from harness.cli import app
+from tunegate.cli import app
 
 def walk(cmd, path):
     yield path, cmd

@@ -171,7 +171,9 @@ def test_help_and_start_up_import_no_plugin(site, tmp_path):
     r = run_cli("--help", env=_env(site, mark))
     assert r.returncode == 0, r.stderr
     assert not mark.exists(), "tunegate --help imported the plugin"
-    code = "import sys, harness.cli; print(sorted({'tg_shout_plugin', 'harness.plugins'} & set(sys.modules)))"
+    code = (
+        "import sys, tunegate.cli; print(sorted({'tg_shout_plugin', 'harness.plugins'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **_env(site, mark)},
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr

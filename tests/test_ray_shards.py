@@ -142,7 +142,7 @@ def test_without_ray_installed_the_error_names_the_extra(tmp_path):
     core = envs.install("core")  # tunegate without extras: no ray (and no torch)
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     p = subprocess.run(
-        [str(core / "bin" / "python"), "-m", "harness", *RUN, "--ray", "local", "--shards", "2"],
+        [str(core / "bin" / "python"), "-m", "tunegate", *RUN, "--ray", "local", "--shards", "2"],
         cwd=tmp_path,
         env={**clean, "COLUMNS": "200"},
         capture_output=True,

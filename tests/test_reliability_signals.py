@@ -29,7 +29,7 @@ ROWS = "".join(
 
 def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "tunegate", *args],
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "200"},
         stdout=subprocess.PIPE,

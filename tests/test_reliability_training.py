@@ -26,7 +26,7 @@ FACTS = [("What colour is the sky?", "blue"), ("What colour is grass?", "green")
 CRASH_BEFORE_REGISTER = (
     "import os, sys, trainers.run\n"
     "trainers.run.register_models = lambda *a, **k: os._exit(9)  # dies like kill -9, right there\n"
-    "from harness.cli import main\n"
+    "from tunegate.cli import main\n"
     "sys.argv = ['tunegate', *sys.argv[1:]]\n"
     "main()\n"
 )
@@ -164,7 +164,7 @@ def test_sigterm_during_training_marks_it_interrupted_exits_143(tmp_path, cache)
     cfg = _config(tmp_path)
     cfg.write_text(cfg.read_text().replace("max_steps: 2", "max_steps: 40"))
     db = tmp_path / "t.duckdb"
-    cmd = [sys.executable, "-m", "harness", "train", "sft", "-c", str(cfg), "--db", str(db)]
+    cmd = [sys.executable, "-m", "tunegate", "train", "sft", "-c", str(cfg), "--db", str(db)]
     env = {**os.environ, **_env(cache)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # the plain progress line: training is under way

@@ -135,7 +135,7 @@ def test_report_of_real_runs_renders_from_the_store_alone(tmp_path, smollm2, bro
     # `tunegate report MODEL MODEL` through the CLI's own entry point, then which libraries it loaded
     args = ["tunegate", "report", smollm2.resolved.spec.raw, cand.spec.raw, "-o", str(out), "--db", str(db)]
     probe = (
-        f"import sys; from harness.cli import main; sys.argv = {args!r}; main(); "
+        f"import sys; from tunegate.cli import main; sys.argv = {args!r}; main(); "
         "print('loaded:', sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,

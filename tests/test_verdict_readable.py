@@ -106,9 +106,9 @@ def test_quickstart_policy_gate_output_is_readable(tmp_path):
     runs = _run_ids(db)
     script = (
         "import json, sys\n"
-        "from harness.api import gate_record\n"
-        "from harness.cli.gate import report_gate\n"
-        "from harness.cli.quickstart import POLICY\n"
+        "from tunegate.api import gate_record\n"
+        "from tunegate.cli.gate import report_gate\n"
+        "from tunegate.cli.quickstart import POLICY\n"
         "from harness.gate import load_policy, run_gate\n"
         "from harness.store import Store\n"
         "from suites.loader import BUILTIN_DIR\n"

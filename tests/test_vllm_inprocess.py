@@ -185,7 +185,7 @@ def base_alone(env, candidate_adapters, tmp_path_factory):
     assert p.returncode == 0, p.stdout + p.stderr
     facts = json.loads(p.stdout.strip().splitlines()[-1])
     again = _env_run(
-        env, "-m", "harness", "run", "-m", SPEC, *SUITES, "--db", str(db), "--no-progress", cwd=tmp
+        env, "-m", "tunegate", "run", "-m", SPEC, *SUITES, "--db", str(db), "--no-progress", cwd=tmp
     )
     assert again.returncode == 0, again.stdout + again.stderr
     return db, facts, again.stdout
@@ -198,7 +198,7 @@ def together(env, candidate_adapters, tmp_path_factory) -> Runs:
     tmp = tmp_path_factory.mktemp("vllm-multi")
     db = tmp / "multi.duckdb"
     args = ("-m", SPEC, "--adapter", str(ad.a), "--adapter", str(ad.b), *SUITES, *FEW, "--db", str(db))
-    p = _env_run(env, "-m", "harness", "run", *args, "--no-progress", cwd=tmp)
+    p = _env_run(env, "-m", "tunegate", "run", *args, "--no-progress", cwd=tmp)
     assert p.returncode == 0, p.stdout + p.stderr
     return Runs(db, ad, env)
 
@@ -212,7 +212,7 @@ def alone(env, candidate_adapters, tmp_path_factory) -> Runs:
     for adapter in (ad.a, ad.b):
         spec = f"{SPEC}&adapter={adapter}"
         args = ("-m", spec, *SUITES, *FEW, "--db", str(db), "--no-progress")
-        p = _env_run(env, "-m", "harness", "run", *args, cwd=tmp)
+        p = _env_run(env, "-m", "tunegate", "run", *args, cwd=tmp)
         assert p.returncode == 0, p.stdout + p.stderr
     return Runs(db, ad, env)
 
@@ -289,7 +289,7 @@ def test_noop_adapter_is_refused(env, candidate_adapters, tmp_path):
     ad = candidate_adapters
     db = tmp_path / "noop.duckdb"
     args = ("-m", SPEC, "--adapter", str(ad.noop), "-s", "finetune-qa", "--db", str(db), "--no-progress")
-    p = _env_run(env, "-m", "harness", "run", *args, cwd=tmp_path)
+    p = _env_run(env, "-m", "tunegate", "run", *args, cwd=tmp_path)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "does not change the base" in p.stderr and "lora_B weights are all zero" in p.stderr, p.stderr
     assert "--allow-noop-adapter" in p.stderr

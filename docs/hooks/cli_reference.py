@@ -16,7 +16,7 @@ MARKER = "<!-- cli-reference -->"
 
 def cli_app() -> Any:
     """The Typer app: the only place the docs import the CLI (change here when it moves)."""
-    from harness.cli import app
+    from tunegate.cli import app
 
     return app
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from tunegate.cli.common import DEFAULT_DB, DbOption, console
 
 
 def contamination_cmd(

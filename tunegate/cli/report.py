@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console
 from harness.errors import UserError
 from harness.measurement import parse_allow
+from tunegate.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console
 
 HtmlOption = Annotated[
     Path | None, typer.Option("--html", help="Also write the HTML report (one self-contained file) here.")
@@ -47,8 +47,8 @@ def report_cmd(
     if not refs and not sweep:
         raise UserError("Missing argument 'RUN_OR_MODEL...': give run ids or models (or --sweep ID)")
     with Store(db, must_exist=True) as store:
-        from harness.cli.leaderboard import expand_best
         from harness.gate.leaderboard import group_candidates
+        from tunegate.cli.leaderboard import expand_best
 
         refs = expand_best(store, refs) if refs else []
         if sweep and len(group_candidates(store, refs) if refs else []) < 2:

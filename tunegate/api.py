@@ -396,7 +396,7 @@ def evaluate(
 @contextmanager
 def _bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
     """Progress for `evaluate(progress=True)`: the CLI's bars (rich, on stderr)."""
-    from harness.cli.common import progress_bars
+    from tunegate.cli.common import progress_bars
 
     with progress_bars(True) as start:
         yield start

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, progress_bars
 from harness.errors import UserError
+from tunegate.cli.common import DEFAULT_DB, DbOption, console, progress_bars
 
 
 def run_cmd(
@@ -110,17 +110,17 @@ def run_cmd(
 ) -> None:
     """Run SUITE(s) on MODEL and store every generation and score."""
     if ray or shards:  # the --shard K/N runs as Ray tasks, merged into --db (harness/ray_shards.py)
-        from harness.cli.ray_run import run_on_ray
+        from tunegate.cli.ray_run import run_on_ray
 
         return run_on_ray(ray, shards, model=model, suites=suite, db=db, limit=limit, seed=seed,
                           batch_size=batch_size, metric=metric, require_ids=require_ids, shard=shard,
                           allow_noop=allow_noop_adapter, adapter=adapter, resume=resume)  # fmt: skip
     import suites  # noqa: F401  (registers the suite kinds and the loader harness.evaluate uses)
-    from harness.cli.candidates import print_outcomes, print_see
     from harness.evaluate import Models, evaluate
     from harness.models.batching import parse_batch_size
     from harness.runner import RunOptions
     from harness.runner.shard import parse_shard
+    from tunegate.cli.candidates import print_outcomes, print_see
 
     batch = parse_batch_size(batch_size)
     if shard and resume:

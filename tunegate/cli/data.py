@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import console, console_err
+from tunegate.cli.common import console, console_err
 
 if TYPE_CHECKING:
     from trainers.checks import DataReport

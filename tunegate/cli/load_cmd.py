@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console_err
 from harness.errors import UserError
+from tunegate.cli.common import DEFAULT_DB, DbOption, console_err
 
 LATE_S = 0.1
 """Open loop: a request that leaves this much after its scheduled arrival means the client fell behind."""
@@ -148,7 +148,7 @@ def load_record(store: Any, load_run_id: str) -> dict[str, Any]:
 
 
 def print_load_run(store: Any, load_run_id: str, as_json: bool) -> None:
-    from harness.cli.output import Cell, Col, num, print_json, print_table, say
+    from tunegate.cli.output import Cell, Col, num, print_json, print_table, say
 
     rec = load_record(store, load_run_id)
     if as_json:
@@ -178,8 +178,8 @@ def print_load_run(store: Any, load_run_id: str, as_json: bool) -> None:
 
 
 def _print_list(store: Any, as_json: bool) -> None:
-    from harness.cli.output import Cell, Col, print_json, print_table
     from harness.store.load import levels, list_load_runs
+    from tunegate.cli.output import Cell, Col, print_json, print_table
 
     runs = list_load_runs(store)
     if as_json:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from harness.cli.common import console, console_err
 from harness.evaluate import Evaluated
 from harness.models.base import Backend, CandidateBackend
 from harness.models.spec import ModelSpec
-
-if TYPE_CHECKING:
-    from harness.models.adapters import SharedBase
+from tunegate.cli.common import console, console_err
 
 
 def describe_view(v: Backend) -> str:
@@ -72,12 +69,13 @@ def print_see(results: Sequence[Evaluated], db: Path) -> None:
     console.print(f"see: tunegate show {ids[0]} --db {db}{more}", highlight=False, soft_wrap=True)
 
 
-def _shared(v: Backend) -> SharedBase | None:
+def _shared(v: Backend) -> Any:
+    """The loaded base a candidate view shares (transformers' SharedBase, vLLM's engine): what
+    counts base loads. Read by attribute: each host keeps its own class."""
     if not isinstance(v, CandidateBackend):
-        return None  # before the import: no transformers for a plain model
-    from harness.models.adapters import AdapterView
-
-    return v.shared if isinstance(v, AdapterView) else None
+        return None
+    shared = getattr(v, "shared", None)
+    return shared if isinstance(getattr(shared, "loads", None), int) else None
 
 
 def needs_shared(spec: ModelSpec) -> bool:

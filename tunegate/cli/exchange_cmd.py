@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from tunegate.cli.common import DEFAULT_DB, DbOption, console
 
 requests_app = typer.Typer(help="Requests for batch engines outside tunegate (Ray Data LLM, vLLM jobs).")
 outputs_app = typer.Typer(help="Outputs made by batch engines outside tunegate, stored as cache entries.")
@@ -91,9 +91,9 @@ def import_cmd(
 
 def _open(model: str) -> Any:
     """The backend `tunegate run` would use, so prompts are rendered the same way."""
-    from harness.cli.candidates import needs_shared, open_views
     from harness.models import parse_model_spec, resolve_model
     from harness.models.backend import open_backend
+    from tunegate.cli.candidates import needs_shared, open_views
 
     spec = parse_model_spec(model)
     if needs_shared(spec):  # an adapter or chat template option: run evaluates through a view

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, console_err
+from tunegate.cli.common import DEFAULT_DB, DbOption, console, console_err
 
 app = typer.Typer(help="Store results made by other tools as runs.", no_args_is_help=True)
 
@@ -27,6 +27,7 @@ def lm_eval_cmd(
     from harness.store import Store
 
     files = find_results(results_dir)
+    made: list[str] = []
     with Store(db) as store:
         for f in files:
             r = import_results(store, f, model_name)
@@ -34,6 +35,8 @@ def lm_eval_cmd(
                 console.print(f"[bold]{r.run_id}[/]  already imported from {f}")
                 continue
             console.print(f"[bold]{r.run_id}[/]  {r.n_examples} examples from {f}", highlight=False)
+            made.append(r.run_id)
             for m in r.mismatches:
                 console_err.print(f"[yellow]warning[/]: {m}", highlight=False)
-    console.print(f"see: tunegate show RUN_ID --db {db}")
+    if made:
+        console.print(f"see: tunegate show {made[0]} --db {db}", highlight=False, soft_wrap=True)

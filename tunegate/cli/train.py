@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, console_err, fmt, progress_bars
+from tunegate.cli.common import DEFAULT_DB, DbOption, console, console_err, fmt, progress_bars
 
 if TYPE_CHECKING:
     from harness.runner import RunOutcome
@@ -192,12 +192,12 @@ def evaluate_candidate(
     Returns both sides' run outcomes, suite by suite.
     """
     import suites as _kinds  # noqa: F401  (registers the suite kinds and the loader harness.evaluate uses)
-    from harness.cli.contamination_cmd import check_candidate as check_contamination
-    from harness.cli.results import print_comparison
     from harness.evaluate import evaluate_runs
     from harness.results import compare_runs
     from harness.runner import RunOptions
     from harness.store import Store
+    from tunegate.cli.contamination_cmd import check_candidate as check_contamination
+    from tunegate.cli.results import print_comparison
 
     options = RunOptions(limit=limit)
     console.rule(f"baseline: {parent}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console, fmt
+from tunegate.cli.common import DEFAULT_DB, DbOption, console, fmt
 
 app = typer.Typer(help="LLM-as-judge tools.", no_args_is_help=True)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness.cli.common import console
+from tunegate.cli.common import console
 
 EXAMPLE_IDS = (
     "Example ids: each data record's `id` (or the field the suite names in `id_field`) becomes its "

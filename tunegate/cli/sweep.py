@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
 from harness.errors import UserError
+from tunegate.cli.common import DEFAULT_DB, DbOption, console
 
 
 def sweep_cmd(
@@ -44,8 +44,6 @@ def sweep_cmd(
     ] = True,
 ) -> None:
     """Evaluate each checkpoint-N (in step order) as its own run linked to its step."""
-    from harness.cli.candidates import print_outcomes
-    from harness.cli.common import progress_bars
     from harness.evaluate import evaluate
     from harness.models import resolve_model
     from harness.models.adapters import open_candidates
@@ -53,6 +51,8 @@ def sweep_cmd(
     from harness.runner import RunOptions
     from harness.sweep import find_checkpoints, sweep_id, training_run_of
     from suites import load_suite
+    from tunegate.cli.candidates import print_outcomes
+    from tunegate.cli.common import progress_bars
 
     batch = parse_batch_size(batch_size)
     found = find_checkpoints(checkpoints)
@@ -97,9 +97,9 @@ def sweep_cmd(
         for col, step in data["best"].items():
             console.print(f"best by {col}: step {step} (gate it: --candidate best:{col})", highlight=False)
         if html:
-            from harness.cli.report import announce
             from harness.gate.leaderboard import Candidate
             from reports.leaderboard import write_leaderboard
+            from tunegate.cli.report import announce
 
             first, *rest = views  # the order of `results`
             cands = [

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from tunegate.cli.common import DEFAULT_DB, DbOption, console
 
 
 def score_cmd(
@@ -44,11 +44,11 @@ def score_cmd(
 ) -> None:
     """Score PREDICTIONS on SUITE(s) and store them as a run of model `predictions:FILE`."""
     import suites  # noqa: F401  (registers the suite kinds and the loader harness.evaluate uses)
-    from harness.cli.candidates import print_see
-    from harness.cli.common import progress_bars
     from harness.errors import UserError
     from harness.evaluate import evaluate
     from harness.runner import RunOptions
+    from tunegate.cli.candidates import print_see
+    from tunegate.cli.common import progress_bars
 
     if require_ids and match not in (None, "id"):
         raise UserError(f"--require-ids matches by id: it cannot be combined with --match {match}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.cli.common import console, fmt
+from tunegate.cli.common import console, fmt
 
 
 def expand_best(store: Any, refs: list[str]) -> list[str]:
@@ -30,7 +30,9 @@ def print_leaderboard(
     """A line per suite × metric × candidate: both values, the paired delta, its 95% CI and the
     ▲/▼ verdict, as `compare` prints one pair; fitted to a terminal (100 columns hold it), whole
     in a log. Then which model each candidate is, and its gate verdict when there is one."""
-    from harness.cli.output import (
+    from harness.gate.leaderboard import leaderboard
+    from reports.sides import model_names
+    from tunegate.cli.output import (
         VERDICT_LEGEND,
         VERDICT_STYLE,
         VERDICT_SYMBOL,
@@ -42,8 +44,6 @@ def print_leaderboard(
         say,
         signed,
     )
-    from harness.gate.leaderboard import leaderboard
-    from reports.sides import model_names
 
     base, sides, rows = leaderboard(store, baseline, candidates)
     firsts = [next(iter(side.values()), None) for side in sides]

@@ -3,7 +3,7 @@
 On a terminal a table is fitted to its width: numbers get 4 significant digits and long text
 (model specs, metric names, reasons) is shortened in the middle, never wrapped. When stdout is
 not a terminal nothing is shortened and tables are printed at their natural width, whatever
-COLUMNS says, so a CI log always holds every character. `--json` prints the `harness.api`
+COLUMNS says, so a CI log always holds every character. `--json` prints the `tunegate.api`
 records instead, with every value in full.
 """
 
@@ -20,7 +20,7 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
-from harness.cli.common import console
+from tunegate.cli.common import console
 
 ELLIPSIS = "…"
 GAP = 2  # cells between two columns

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from tunegate.cli.common import DEFAULT_DB, DbOption, console
 
 
 def review_cmd(

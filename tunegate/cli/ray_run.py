@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from harness.cli.common import console, console_err
 from harness.errors import UserError
+from tunegate.cli.common import console, console_err
 
 
 def run_on_ray(
@@ -107,6 +107,7 @@ def run_on_ray(
 
 def _check_suites(suites: Sequence[str]) -> None:
     """Every suite file loads, and splits by example (data files given as --suite: in the shards)."""
+    from harness.suite import SelfDrivenSuite
     from suites import load_suite
     from suites.adhoc import is_data_file
 
@@ -114,7 +115,7 @@ def _check_suites(suites: Sequence[str]) -> None:
         if is_data_file(ref):
             continue
         s = load_suite(ref)
-        if getattr(s, "execute_run", None):
+        if isinstance(s, SelfDrivenSuite):
             raise UserError(
                 f"--shards splits the examples of task and perplexity suites; {s.kind} suite "
                 f"'{s.config.name}' runs its own request loop and cannot be sharded",

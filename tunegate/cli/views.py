@@ -1,11 +1,12 @@
-"""What `runs`, `show`, `compare` and `gate` print: built from the `harness.api` records, so the
+"""What `runs`, `show`, `compare` and `gate` print: built from the `tunegate.api` records, so the
 text and `--json` always say the same thing."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.cli.output import (
+from harness.models.spec import ENDPOINT_NOTE
+from tunegate.cli.output import (
     DELTA_LEGEND,
     VERDICT_LEGEND,
     VERDICT_STYLE,
@@ -20,7 +21,6 @@ from harness.cli.output import (
     shorten,
     signed,
 )
-from harness.models.spec import ENDPOINT_NOTE
 
 STATUS_STYLE = {"completed": "green", "running": "yellow", "interrupted": "yellow"}
 ENDPOINT_MARK = "†"
@@ -182,7 +182,7 @@ def _previews(r: dict[str, Any], used: int) -> str:
     """ref / base / cand previews: on a terminal they share what is left of the line; in a log or
     a pipe each is printed whole."""
     parts = [("ref", r["reference"]), ("base", r["baseline_output"]), ("cand", r["candidate_output"])]
-    from harness.cli.common import console
+    from tunegate.cli.common import console
 
     width = max(12, (console.width - used) // 3 - 8) if is_terminal() else None
     out = ""

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console
 from harness.measurement import parse_allow
+from tunegate.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,10 +27,10 @@ def runs_cmd(
     json: JsonOption = False,
 ) -> None:
     """List stored runs, newest first."""
-    from harness.api import runs_records
-    from harness.cli.output import print_json
-    from harness.cli.views import print_runs
     from harness.store import Store
+    from tunegate.api import runs_records
+    from tunegate.cli.output import print_json
+    from tunegate.cli.views import print_runs
 
     with Store(db, must_exist=True) as store:
         rows = runs_records(store, limit)
@@ -46,12 +46,12 @@ def show_cmd(
     json: JsonOption = False,
 ) -> None:
     """Metrics of one run: n, value, 95% bootstrap CI, errors."""
-    from harness.api import show_record
-    from harness.cli.output import print_json
-    from harness.cli.views import print_show
     from harness.store import Store
     from harness.store.contamination import summary_line
     from harness.store.judge_health import get_health, health_line
+    from tunegate.api import show_record
+    from tunegate.cli.output import print_json
+    from tunegate.cli.views import print_show
 
     with Store(db, must_exist=True) as store:
         rec = show_record(store, run_id)
@@ -111,11 +111,11 @@ def compare_cmd(
     The two runs must have been measured the same way (suite data and prompt, generation
     parameters, metric versions, judge, scoring convention, tokenizer, window, few-shot): a pair
     that differs is refused (exit 2) unless the field is allowed with --allow-mismatch."""
-    from harness.api import compare_record
-    from harness.cli.output import print_json
-    from harness.cli.views import print_comparison as show_comparison
     from harness.store import Store
     from harness.store.contamination import summary_line
+    from tunegate.api import compare_record
+    from tunegate.cli.output import print_json
+    from tunegate.cli.views import print_comparison as show_comparison
 
     if len(candidate) > 1:
         _compare_many(baseline, candidate, db, html)
@@ -139,16 +139,16 @@ def compare_cmd(
     if contamination:
         console.print(contamination, highlight=False, markup=False)
     if html:
-        from harness.cli.report import announce
+        from tunegate.cli.report import announce
 
         announce(path)
 
 
 def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | None) -> None:
     """One baseline, N candidates (run ids or models): the leaderboard of paired deltas."""
-    from harness.cli.leaderboard import expand_best, print_leaderboard
     from harness.gate.leaderboard import group_candidates
     from harness.store import Store
+    from tunegate.cli.leaderboard import expand_best, print_leaderboard
 
     with Store(db, must_exist=True) as store:
         groups = group_candidates(store, expand_best(store, candidates))
@@ -158,15 +158,15 @@ def _compare_many(baseline: str, candidates: list[str], db: Path, html: Path | N
 
             path = write_report(store, [baseline, *[r for g in groups for r in g.refs]], html)
     if html:
-        from harness.cli.report import announce
+        from tunegate.cli.report import announce
 
         announce(path)
 
 
 def print_comparison(ra: RunRecord, rb: RunRecord, comps: Sequence[MetricComparison], top: int = 5) -> None:
     """A paired comparison already computed (train, quickstart): printed as `compare` prints it."""
-    from harness.api import comparability_record, comparison_records, run_record
-    from harness.cli.views import print_comparison as show_comparison
+    from tunegate.api import comparability_record, comparison_records, run_record
+    from tunegate.cli.views import print_comparison as show_comparison
 
     rec = {
         "suite": ra.suite_name,

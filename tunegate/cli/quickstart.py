@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DEFAULT_DB, DbOption, console
+from tunegate.cli.common import DEFAULT_DB, DbOption, console
 
 BASELINE = "smollm2"
 # general-mini (lm-eval tasks) is the "general ability" forgetting check; judge-qa grades the
@@ -29,12 +29,12 @@ def quickstart_cmd(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune SmolLM2 with QLoRA on the bundled data, evaluate base vs candidate, compare, gate."""
-    from harness.cli.gate import report_gate
-    from harness.cli.train import evaluate_candidate
     from harness.gate import load_policy, run_gate
     from harness.store import Store
     from reports import write_report
     from suites.loader import BUILTIN_DIR
+    from tunegate.cli.gate import report_gate
+    from tunegate.cli.train import evaluate_candidate
 
     if candidate is None:
         candidate = _train_candidate(db, steps, progress)
@@ -66,8 +66,8 @@ def _train_candidate(db: Path, steps: int | None, progress: bool) -> str:
     """The bundled QLoRA SFT run; an adapter trained earlier with the same config is reused."""
     import warnings
 
-    from harness.cli.train import print_candidate, step_progress
     from trainers.quickstart import quickstart_training
+    from tunegate.cli.train import print_candidate, step_progress
 
     console.rule("training: QLoRA SFT of smollm2 on trainers/data/finetune_sft.jsonl")
     with step_progress(progress) as advance, warnings.catch_warnings():

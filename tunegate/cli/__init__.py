@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from harness.cli import (
+from harness.errors import UserError
+from tunegate.cli import (
     contamination_cmd,
     data,
     db_cmd,
@@ -30,8 +31,7 @@ from harness.cli import (
     sweep,
     train,
 )
-from harness.cli.common import console_err
-from harness.errors import UserError
+from tunegate.cli.common import console_err
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 1 gate failed, 2 bad input (nothing stored changes), "
@@ -241,7 +241,7 @@ def _take_wait_flag(argv: list[str]) -> None:
 
 def _say_interrupted(runs: list[tuple[str, str, str]]) -> None:
     """How to continue — naming the run, and only when a run was really stored."""
-    from harness.cli.common import DEFAULT_DB
+    from tunegate.cli.common import DEFAULT_DB
 
     if not runs:
         console_err.print("[yellow]interrupted[/] before any run was stored: nothing to resume")

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 from rich.markup import escape
 
-from harness.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console, console_err
 from harness.errors import UserError
 from harness.measurement import parse_allow
+from tunegate.cli.common import DEFAULT_DB, AllowMismatchOption, DbOption, console, console_err
 
 if TYPE_CHECKING:
     from harness.config import LocatedYaml
@@ -56,8 +56,8 @@ def gate_cmd(
     from harness.store import Store
 
     with Store(db, must_exist=True) as store:
-        from harness.cli.leaderboard import expand_best
         from harness.gate.leaderboard import group_candidates
+        from tunegate.cli.leaderboard import expand_best
 
         candidate = expand_best(store, candidate)
         groups = group_candidates(store, candidate)
@@ -72,7 +72,7 @@ def gate_cmd(
             html = write_report(store, None, html, gate=result)
     code = report_gate(result, junit=junit, summary=summary, as_json=json)
     if html and not json:  # stdout holds only the JSON
-        from harness.cli.report import announce
+        from tunegate.cli.report import announce
 
         announce(html)
     raise typer.Exit(code)
@@ -91,9 +91,9 @@ def _gate_many(
     html: Path | None,
 ) -> int:
     """Each candidate gated against the baseline, then the leaderboard and the overall verdict."""
-    from harness.cli.leaderboard import print_leaderboard
     from harness.gate import junit_xml, markdown
     from harness.gate.leaderboard import run_leaderboard, verdict
+    from tunegate.cli.leaderboard import print_leaderboard
 
     results = run_leaderboard(store, pol, doc, baseline, groups, suite)
     for cand, result in results:
@@ -121,8 +121,8 @@ def _gate_many(
             "".join(f"### candidate {c.label}\n\n{markdown(r)}\n" for c, r in results), encoding="utf-8"
         )
     if html:
-        from harness.cli.report import announce
         from reports.leaderboard import write_leaderboard
+        from tunegate.cli.report import announce
 
         announce(write_leaderboard(store, baseline, groups, html, gates=results))
     return 0 if ok else 1
@@ -133,10 +133,10 @@ def report_gate(
 ) -> int:
     """Print one line per check (failures first) and the verdict, or the JSON; write the CI
     artefacts; return the exit code (0 pass, 1 fail)."""
-    from harness.api import gate_record
-    from harness.cli.output import print_json
-    from harness.cli.views import print_gate
     from harness.gate import junit_xml, markdown
+    from tunegate.api import gate_record
+    from tunegate.cli.output import print_json
+    from tunegate.cli.views import print_gate
 
     if as_json:
         print_json(gate_record(result))
