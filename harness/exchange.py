@@ -116,15 +116,10 @@ def write_rows(rows: list[dict[str, Any]], path: Path, columns: Sequence[str] = 
         return
     import pandas as pd
 
+    from harness.store.parquet import write_parquet
+
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
-    con = _duckdb()
-    try:
-        con.register("rows_frame", frame)
-        # explicit types: an all-null column would otherwise be written as INTEGER
-        casts = ", ".join(f'CAST("{c}" AS {_SQL_TYPES.get(c, "VARCHAR")}) AS "{c}"' for c in columns)
-        con.execute(f"COPY (SELECT {casts} FROM rows_frame) TO '{_sql_path(path)}' (FORMAT parquet)")
-    finally:
-        con.close()
+    write_parquet(frame, path, columns, _SQL_TYPES)
 
 
 _SQL_TYPES = {
@@ -171,15 +166,12 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         return list(cols), rows
     import duckdb
 
-    con = _duckdb()
+    from harness.store.parquet import read_parquet
+
     try:
-        cur = con.execute(f"SELECT * FROM read_parquet('{_sql_path(path)}')")
-        names = [d[0] for d in cur.description]
-        data = cur.fetchall()
+        names, data = read_parquet(path)
     except duckdb.Error as e:
         raise UserError(f"cannot read it as Parquet: {str(e).splitlines()[0]}", path=path) from None
-    finally:
-        con.close()
     return names, [{**dict(zip(names, r)), "_line": k + 1} for k, r in enumerate(data)]
 
 
@@ -341,16 +333,3 @@ def check_format(path: Path) -> str:
     if suffix not in FORMATS:
         raise UserError(f"{path}: expected a .parquet or .jsonl file", path=path)
     return suffix
-
-
-def _sql_path(path: Path) -> str:
-    return str(path.resolve()).replace("'", "''")
-
-
-def _duckdb() -> Any:
-    """An in-memory DuckDB for reading and writing Parquet: no store file is opened with it."""
-    import duckdb
-
-    from harness.store.safety import SAFE_CONFIG
-
-    return duckdb.connect(":memory:", config=dict(SAFE_CONFIG))
