@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -44,44 +44,39 @@ EvalEveryOption = Annotated[
 ]
 
 
-@app.command("sft")
-def sft_cmd(
-    config: ConfigOption,
-    eval_suites: EvalOption = None,
-    db: DbOption = DEFAULT_DB,
-    limit: LimitOption = None,
-    model: ModelOption = None,
-    max_steps: StepsOption = None,
-    output_dir: OutOption = None,
-    seed: SeedOption = None,
-    progress: ProgressOption = True,
-    eval_suite: EvalSuiteOption = None,
-    eval_every: EvalEveryOption = None,
-) -> None:
-    """Supervised fine-tuning with a LoRA (or 4-bit QLoRA) adapter; registers the candidate."""
-    overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
-    during = _during(eval_suite, eval_every, limit)
-    _train("sft", config, eval_suites or [], db, limit, overrides, progress, during)
+def _trainer_command(kind: str, summary: str) -> Callable[..., None]:
+    """`tunegate train KIND`: the same options for every trainer kind (harness.training.TRAINERS)."""
+
+    def command(
+        config: ConfigOption,
+        eval_suites: EvalOption = None,
+        db: DbOption = DEFAULT_DB,
+        limit: LimitOption = None,
+        model: ModelOption = None,
+        max_steps: StepsOption = None,
+        output_dir: OutOption = None,
+        seed: SeedOption = None,
+        progress: ProgressOption = True,
+        eval_suite: EvalSuiteOption = None,
+        eval_every: EvalEveryOption = None,
+    ) -> None:
+        overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
+        during = _during(eval_suite, eval_every, limit)
+        _train(kind, config, eval_suites or [], db, limit, overrides, progress, during)
+
+    command.__doc__ = summary
+    command.__name__ = f"{kind}_cmd"
+    return command
 
 
-@app.command("dpo")
-def dpo_cmd(
-    config: ConfigOption,
-    eval_suites: EvalOption = None,
-    db: DbOption = DEFAULT_DB,
-    limit: LimitOption = None,
-    model: ModelOption = None,
-    max_steps: StepsOption = None,
-    output_dir: OutOption = None,
-    seed: SeedOption = None,
-    progress: ProgressOption = True,
-    eval_suite: EvalSuiteOption = None,
-    eval_every: EvalEveryOption = None,
-) -> None:
-    """DPO on preference pairs with a LoRA adapter (on a base or an SFT candidate)."""
-    overrides = dict(model=model, max_steps=max_steps, seed=seed, output_dir=_str(output_dir))
-    during = _during(eval_suite, eval_every, limit)
-    _train("dpo", config, eval_suites or [], db, limit, overrides, progress, during)
+sft_cmd = app.command("sft")(
+    _trainer_command(
+        "sft", "Supervised fine-tuning with a LoRA (or 4-bit QLoRA) adapter; registers the candidate."
+    )
+)
+dpo_cmd = app.command("dpo")(
+    _trainer_command("dpo", "DPO on preference pairs with a LoRA adapter (on a base or an SFT candidate).")
+)
 
 
 def _during(suites: list[str] | None, every: int | None, limit: int | None) -> Any:
@@ -98,7 +93,7 @@ def _during(suites: list[str] | None, every: int | None, limit: int | None) -> A
 
 
 def _train(
-    kind: Literal["sft", "dpo"],
+    kind: str,
     config: Path,
     suites: list[str],
     db: Path,
@@ -126,10 +121,8 @@ def _train(
 
         for s in suites:
             load_suite(s)
-    if kind == "sft":
-        from trainers.sft import train_sft as train
-    else:
-        from trainers.dpo import train_dpo as train
+    from trainers import train
+
     with step_progress(progress) as advance, warnings.catch_warnings():
         # Deprecation notices from transformers/TRL internals are not the user's to act on.
         warnings.simplefilter("ignore", FutureWarning)
