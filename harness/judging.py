@@ -84,6 +84,10 @@ class JudgeType(Protocol):
     """Fields of the `judge:` section only this type reads → the error another type gets for them."""
     uses_endpoint: bool
     """Whether the judge calls the endpoint (resolved, or refused, before a run starts)."""
+    health_metrics: tuple[str, ...]
+    """Judge health (judges.health): the scores whose spread and agreement with human labels say
+    whether the judge is evidence, best first; the first the run scored is used, else its first
+    metric (rubric: total; pairwise: win)."""
 
     def resolve(self, settings: Any) -> str:
         """The type that actually judges: its own name, or another's (`auto`)."""
@@ -109,6 +113,13 @@ class JudgeType(Protocol):
 
     def build(self, settings: Any, backend: Any) -> Judge:
         """The judge for one run of the suite on `backend` (the judged model)."""
+        ...
+
+    def sanity(self, store: Store, judge: Judge, items: Sequence[dict[str, str]]) -> dict[str, Any]:
+        """Judge health's sanity set: have `judge` look at each item's reference and deliberately
+        wrong answer (`question`, `reference`, `wrong`) and say whether it tells them apart: `n`,
+        `errors` (items with no verdict), `separation` (None when nothing was judged), `tells_apart`,
+        and the numbers behind them (harness.store.judge_health.sanity_problem reads them)."""
         ...
 
 

@@ -17,27 +17,29 @@ from typing import Any
 
 import numpy as np
 
+from harness.judging import judge_type
 from harness.store import Store
-from harness.store.judge_health import SANITY_MIN_GAP, get_health, write_health
+from harness.store.judge_health import get_health, write_health
 from harness.store.queries_judges import latest_kappa, mean_valid_score, metric_values
-from judges.base import Subject
+from judges import types as _builtin_types  # noqa: F401  (registers the built-in judge types)
 
 log = logging.getLogger(__name__)
 _GENERATION_FAILED = ("generation failed", "baseline generation failed")
 
 
 def main_metric(metrics: list[str], kind: str) -> str:
-    """The score whose spread and agreement matter: total (rubric/local), win (pairwise)."""
-    for m in ("win", "total") if kind == "pairwise" else ("total",):
-        if m in metrics:
-            return m
-    return metrics[0]
+    """The score whose spread and agreement matter: the first of the judge type's
+    `health_metrics` the run scored (rubric/local: total, pairwise: win), else its first metric."""
+    return next((m for m in judge_type(kind).health_metrics if m in metrics), metrics[0])
 
 
-def compute(store: Store, run_id: str, judge: Any, sanity: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The health row of one judge run, from its stored scores (and agreements, if any)."""
+def compute(
+    store: Store, run_id: str, judge: Any, sanity: dict[str, Any] | None = None, kind: str | None = None
+) -> dict[str, Any]:
+    """The health row of one judge run, from its stored scores (and agreements, if any). `kind`:
+    the registered judge type that judged (default: the judge's own kind)."""
     metrics = [m["metric"] for m in store.run_metrics(run_id)]
-    metric = main_metric(metrics, judge.kind)
+    metric = main_metric(metrics, kind or judge.kind)
     rows = metric_values(store, run_id, metric)
     judged = [(v, e) for v, e in rows if not (e and e.startswith(_GENERATION_FAILED))]
     failures = sum(1 for v, e in judged if e is not None)
@@ -64,15 +66,17 @@ def compute(store: Store, run_id: str, judge: Any, sanity: dict[str, Any] | None
 
 
 def record(store: Store, run_id: str, suite: Any, judge: Any) -> dict[str, Any]:
-    """Compute and store the run's judge health (the sanity set judged once per judge: cached)."""
+    """Compute and store the run's judge health (the sanity set judged once per judge: cached).
+    What health looks at is the judge type's (harness.judging.JudgeType: health_metrics, sanity)."""
+    kind = suite.config.judge.effective_type()
     sanity = None
     path = getattr(suite.config.judge, "sanity", None)
     if path:
         old = get_health(store, run_id)
         sanity = (old or {}).get("sanity") or run_sanity(
-            store, judge, suite.local_path(path, ("judge", "sanity"))
+            store, judge, suite.local_path(path, ("judge", "sanity")), kind
         )
-    row = compute(store, run_id, judge, sanity)
+    row = compute(store, run_id, judge, sanity, kind)
     write_health(store, row)
     return row
 
@@ -101,57 +105,11 @@ def read_sanity(path: Path) -> list[dict[str, str]]:
     return items
 
 
-def run_sanity(store: Store, judge: Any, path: Path) -> dict[str, Any]:
+def run_sanity(store: Store, judge: Any, path: Path, kind: str | None = None) -> dict[str, Any]:
     """Judge the reference answer and a wrong answer of each item: does the judge tell them apart?
 
-    Rubric and local judges score both answers (separation = mean gap in the main score);
-    a pairwise judge compares them directly (separation = 2 × win rate of the reference - 1).
+    How is the judge type's `sanity` (`kind`, default the judge's own): rubric and local judges
+    score both answers (separation = mean gap in the main score); a pairwise judge compares them
+    directly (separation = 2 × win rate of the reference - 1).
     """
-    items = read_sanity(path)
-    ref = lambda it: it["reference"]  # noqa: E731
-    if judge.kind == "pairwise":
-        subs = [
-            Subject(f"sanity-{i}", it["question"], it["reference"], ref(it), it["wrong"])
-            for i, it in enumerate(items)
-        ]
-        verdicts = judge.judge(store, subs)
-        wins = [v.scores["win"] for v in verdicts if v.scores is not None]
-        if not wins:
-            return {"n": len(items), "errors": len(items), "separation": None}
-        rate = float(np.mean(wins))
-        return {"n": len(items), "errors": len(items) - len(wins), "reference_win_rate": rate,
-                "separation": 2 * rate - 1,
-                "tells_apart": bool(rate > 0.5 and 2 * rate - 1 >= 2 * SANITY_MIN_GAP)}  # fmt: skip
-    subs = [
-        Subject(f"sanity-{i}-ref", it["question"], it["reference"], ref(it), None)
-        for i, it in enumerate(items)
-    ]
-    subs += [
-        Subject(f"sanity-{i}-wrong", it["question"], it["wrong"], ref(it), None) for i, it in enumerate(items)
-    ]
-    verdicts = judge.judge(store, subs)
-    metric = "total" if any(v.scores and "total" in v.scores for v in verdicts) else None
-    pairs = []
-    for i in range(len(items)):
-        a, b = verdicts[i], verdicts[len(items) + i]
-        if a.scores is None or b.scores is None:
-            continue
-        key = metric or next(iter(a.scores))
-        pairs.append((float(a.scores[key]), float(b.scores[key])))
-    if not pairs:
-        return {"n": len(items), "errors": len(items), "separation": None}
-    good, bad = np.asarray(pairs).T
-    # "tells apart": most references above their wrong answer, by at least a tenth of the scale
-    # (harness.store.judge_health.sanity_problem holds the gate's default to the same)
-    scale = float(sum(c.max_points for c in getattr(judge, "criteria", []))) or 1.0
-    sep, higher = float(good.mean() - bad.mean()), int(np.sum(good > bad))
-    return {
-        "n": len(items),
-        "errors": len(items) - len(pairs),
-        "reference_mean": float(good.mean()),
-        "wrong_mean": float(bad.mean()),
-        "separation": sep,
-        "reference_higher": higher,
-        "scale": scale,
-        "tells_apart": bool(higher > len(pairs) / 2 and sep >= SANITY_MIN_GAP * scale),
-    }
+    return judge_type(kind or judge.kind).sanity(store, judge, read_sanity(path))

@@ -8,9 +8,13 @@ its judge; the judges themselves (prompts, parsing, caching) live in `judges.rub
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from harness.judging import JUDGES, Judge, MetricInfo, judge_type
+from harness.judging import JUDGES, Judge, MetricInfo, Subject, judge_type
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 
 def endpoint_record(endpoint: Any) -> dict[str, Any]:
@@ -36,6 +40,7 @@ class RubricType:
     name = "rubric"
     takes: dict[str, str] = {}
     uses_endpoint = True
+    health_metrics: tuple[str, ...] = ("total",)
 
     def resolve(self, settings: Any) -> str:
         return self.name
@@ -64,12 +69,51 @@ class RubricType:
 
         return RubricJudge(settings.criteria, _client(settings), settings.instructions)
 
+    def sanity(self, store: Store, judge: Judge, items: Sequence[dict[str, str]]) -> dict[str, Any]:
+        """Score the reference and the wrong answer of each item: separation is the mean gap in the
+        main score (total, else the first score)."""
+        import numpy as np
+
+        from harness.store.judge_health import SANITY_MIN_GAP
+
+        subs = [Subject(f"sanity-{i}-ref", it["question"], it["reference"], it["reference"], None)
+                for i, it in enumerate(items)]  # fmt: skip
+        subs += [Subject(f"sanity-{i}-wrong", it["question"], it["wrong"], it["reference"], None)
+                 for i, it in enumerate(items)]  # fmt: skip
+        verdicts = judge.judge(store, subs)
+        metric = "total" if any(v.scores and "total" in v.scores for v in verdicts) else None
+        pairs = []
+        for i in range(len(items)):
+            a, b = verdicts[i], verdicts[len(items) + i]
+            if a.scores is None or b.scores is None:
+                continue
+            key = metric or next(iter(a.scores))
+            pairs.append((float(a.scores[key]), float(b.scores[key])))
+        if not pairs:
+            return {"n": len(items), "errors": len(items), "separation": None}
+        good, bad = np.asarray(pairs).T
+        # "tells apart": most references above their wrong answer, by at least a tenth of the scale
+        # (harness.store.judge_health.sanity_problem holds the gate's default to the same)
+        scale = float(sum(c.max_points for c in getattr(judge, "criteria", []))) or 1.0
+        sep, higher = float(good.mean() - bad.mean()), int(np.sum(good > bad))
+        return {
+            "n": len(items),
+            "errors": len(items) - len(pairs),
+            "reference_mean": float(good.mean()),
+            "wrong_mean": float(bad.mean()),
+            "separation": sep,
+            "reference_higher": higher,
+            "scale": scale,
+            "tells_apart": bool(higher > len(pairs) / 2 and sep >= SANITY_MIN_GAP * scale),
+        }
+
 
 @JUDGES.register("pairwise")
 class PairwiseType(RubricType):
     """The model's answer against a baseline model's, asked in both orders."""
 
     name = "pairwise"
+    health_metrics = ("win", "total")
 
     def check(self, settings: Any) -> None:
         if not settings.baseline:
@@ -88,6 +132,24 @@ class PairwiseType(RubricType):
         from judges.pairwise import PairwiseJudge
 
         return PairwiseJudge(settings.criteria, _client(settings), settings.instructions)
+
+    def sanity(self, store: Store, judge: Judge, items: Sequence[dict[str, str]]) -> dict[str, Any]:
+        """Compare each reference (as the answer) with its wrong answer (as the baseline) directly:
+        separation is 2 × the reference's win rate - 1."""
+        import numpy as np
+
+        from harness.store.judge_health import SANITY_MIN_GAP
+
+        subs = [Subject(f"sanity-{i}", it["question"], it["reference"], it["reference"], it["wrong"])
+                for i, it in enumerate(items)]  # fmt: skip
+        verdicts = judge.judge(store, subs)
+        wins = [v.scores["win"] for v in verdicts if v.scores is not None]
+        if not wins:
+            return {"n": len(items), "errors": len(items), "separation": None}
+        rate = float(np.mean(wins))
+        return {"n": len(items), "errors": len(items) - len(wins), "reference_win_rate": rate,
+                "separation": 2 * rate - 1,
+                "tells_apart": bool(rate > 0.5 and 2 * rate - 1 >= 2 * SANITY_MIN_GAP)}  # fmt: skip
 
 
 @JUDGES.register("local")

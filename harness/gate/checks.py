@@ -8,6 +8,12 @@ same whatever registers later. A plugin adds one with `@gate_check(...)` (harnes
 Scopes: `metric` runs on every (suite, metric) comparison a rule matches (MetricContext);
 `suite` once per matched suite (SuiteContext); `load` on the candidate's load run at the rule's
 level (LoadContext, harness.gate.load_rules).
+
+A metric check that decides a hypothesis declares its part in the policy's multiplicity family
+(`family`): "p_value" — it tests the comparison's paired p-value against a level (it reads
+`ctx.p_adjusted`); "ci_bound" — it decides on a CI bound (it reads `ctx.bounded`, widened to the
+family-wise level). harness.gate.evaluate sizes the Holm / Bonferroni family from these
+declarations alone, so a plugin's check joins it like a built-in.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
     from harness.store import RunRecord, Store
 
 Scope = Literal["metric", "suite", "load"]
+Family = Literal["p_value", "ci_bound"]
+FAMILIES: tuple[Family, ...] = ("p_value", "ci_bound")
 Evaluate = Callable[[Any], Iterable[CheckResult]]
 
 
@@ -47,12 +55,24 @@ class GateCheck:
     """Other forms of the same limit (max_drop_rel for max_drop): at most one may be set."""
     needs_baseline: bool = False
     """load scope: reads the baseline's load run at the level too."""
+    family: Family | None = None
+    """Its part in the multiplicity family (metric scope; see the module's docstring). None: it
+    decides no hypothesis (a floor, a ceiling, a point estimate)."""
+    family_when: tuple[str, ...] = ()
+    """Rule keys besides its own that must also be set for it to count (max_drop tests its
+    p-value only with `significance`); empty: it counts whenever it is set."""
 
     def all_keys(self) -> dict[str, Any]:
         return {**self.keys, **self.alternatives}
 
     def is_set(self, rule: Rule) -> bool:
         return any(rule.value(k) is not None for k in self.all_keys())
+
+    def family_members(self, rule: Rule) -> int:
+        """Hypotheses this check adds to the family on each comparison `rule` matches: 1 or 0."""
+        if self.family is None or not self.is_set(rule):
+            return 0
+        return int(all(rule.value(k) is not None for k in self.family_when))
 
 
 GATE_CHECKS: Registry[Iterable[CheckResult]] = Registry("gate check")
@@ -66,15 +86,30 @@ def gate_check(
     *,
     alternatives: dict[str, Any] | None = None,
     needs_baseline: bool = False,
+    family: Family | None = None,
+    family_when: tuple[str, ...] = (),
 ) -> Callable[[Evaluate], GateCheck]:
     """Decorator: register `evaluate(ctx) -> rows` as the gate check `name`."""
+    _check_family(name, scope, family)
 
     def deco(fn: Evaluate) -> GateCheck:
-        check = GateCheck(name, scope, dict(keys), fn, dict(alternatives or {}), needs_baseline)
+        check = GateCheck(
+            name, scope, dict(keys), fn, dict(alternatives or {}), needs_baseline,
+            family=family, family_when=tuple(family_when),
+        )  # fmt: skip
         GATE_CHECKS.register(name, check=check)(fn)
         return check
 
     return deco
+
+
+def _check_family(name: str, scope: Scope, family: str | None) -> None:
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"gate check '{name}': family must be one of {FAMILIES} or None, not {family!r}")
+    if family is not None and scope != "metric":
+        raise ValueError(
+            f"gate check '{name}': only metric checks have a p-value or CI bound ({scope} scope)"
+        )
 
 
 def checks(scope: Scope | None = None) -> list[GateCheck]:
@@ -99,10 +134,12 @@ class MetricContext:
     comparison: MetricComparison
     policy: GatePolicy
     p_adjusted: float | None
-    """The comparison's p-value after the policy's correction (significance-tested checks)."""
+    """The comparison's p-value after the policy's correction; None unless a check of family
+    "p_value" counts on this rule (max_drop with significance)."""
     bounded: MetricComparison
-    """The comparison with its CI at the family-wise level (non_inferior / superior)."""
+    """The comparison with its CI at the family-wise level (checks of family "ci_bound")."""
     family: int
+    """How many hypotheses the correction covers, over every rule."""
 
     @property
     def paired(self) -> Paired:

@@ -49,7 +49,17 @@ def check_min_delta(ctx: MetricContext) -> Iterator[CheckResult]:
     )  # fmt: skip
 
 
-@gate_check("max_drop", "metric", {"max_drop": NonNegative}, alternatives={"max_drop_rel": Relative})
+# max_drop, non_inferior and superior decide a hypothesis, so they count in the policy's Holm /
+# Bonferroni family (harness.gate.evaluate): max_drop tests the paired p-value when the rule sets
+# a significance level; non_inferior and superior each decide on a CI bound.
+@gate_check(
+    "max_drop",
+    "metric",
+    {"max_drop": NonNegative},
+    alternatives={"max_drop_rel": Relative},
+    family="p_value",
+    family_when=("significance",),
+)
 def check_max_drop(ctx: MetricContext) -> Iterator[CheckResult]:
     """The candidate may be worse than the baseline by at most this much (forgetting guard); with
     `significance`, a drop fails only if the paired test's p-value is below that level."""
@@ -100,14 +110,24 @@ def _bound_check(ctx: MetricContext, check: str) -> Iterator[CheckResult]:
 
 
 @gate_check(
-    "non_inferior", "metric", {"non_inferior": NonNegative}, alternatives={"non_inferior_rel": Relative}
+    "non_inferior",
+    "metric",
+    {"non_inferior": NonNegative},
+    alternatives={"non_inferior_rel": Relative},
+    family="ci_bound",
 )
 def check_non_inferior(ctx: MetricContext) -> Iterator[CheckResult]:
     """Pass only if the lower bound of the delta's CI (in the better direction) is above -MARGIN."""
     return _bound_check(ctx, "non_inferior")
 
 
-@gate_check("superior", "metric", {"superior": NonNegative}, alternatives={"superior_rel": Relative})
+@gate_check(
+    "superior",
+    "metric",
+    {"superior": NonNegative},
+    alternatives={"superior_rel": Relative},
+    family="ci_bound",
+)
 def check_superior(ctx: MetricContext) -> Iterator[CheckResult]:
     """Pass only if the lower bound of the delta's CI (in the better direction) is above +MARGIN."""
     return _bound_check(ctx, "superior")

@@ -1,10 +1,12 @@
 """Apply a gate policy to stored runs. Reads rows only: the same store gives the same verdict.
 
 Two passes: the first matches rules to (suite, metric) comparisons, so the size of the family
-of tested hypotheses is known; the second applies each check with its adjusted p-value and,
-for non_inferior / superior, a CI at the family-wise level. Suite-level checks (contamination,
-judge health) follow the same table. The checks themselves are registered objects
-(harness.gate.checks; built-ins in checks_metric, checks_suite, checks_load).
+of tested hypotheses is known (each registered check declares its part: a p-value tested against
+a level, or a CI bound against a margin); the second applies each check with its adjusted p-value
+and, for the CI-bound checks (non_inferior / superior), a CI at the family-wise level.
+Suite-level checks (contamination, judge health) follow the same table. The checks themselves
+are registered objects (harness.gate.checks; built-ins in checks_metric, checks_suite,
+checks_load; their family parts in builtin_checks).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from harness.config import LocatedYaml
 from harness.errors import UserError
 from harness.gate import multiplicity
 from harness.gate.checks import MetricContext, SuiteContext
+from harness.gate.checks import checks as gate_checks
 from harness.gate.degenerate import degenerate
 from harness.gate.judge_checks import default_judge_health
 from harness.gate.load_rules import is_load_rule, load_checks, quality_refs  # load runs (issue #26)
@@ -143,19 +146,9 @@ def run_gate(
                 f"(metrics: {', '.join(known)})",
                 ("rules", i, "metric"),
             )
-    # the family: every p-value tested against a level, every CI bound against a margin
-    tested = [
-        k
-        for k, pl in enumerate(planned)
-        if pl.rule.significance is not None and pl.rule.margin_set("max_drop")
-    ]
-    bounded = [
-        k for k, pl in enumerate(planned)
-        if pl.rule.margin_set("non_inferior") or pl.rule.margin_set("superior")
-    ]  # fmt: skip
-    family = len(tested) + sum(
-        pl.rule.margin_set("non_inferior") + pl.rule.margin_set("superior") for pl in planned
-    )
+    tested, bounds = _family_parts(planned)
+    bounded = [k for k, n in enumerate(bounds) if n]
+    family = len(tested) + sum(bounds)
     raw = [planned[k].comparison.paired.p_value for k in tested]
     adjusted = dict(zip(tested, multiplicity.adjust(raw, policy.correction, family)))
     wide: dict[int, MetricComparison] = {}
@@ -221,6 +214,21 @@ def power_warnings(checks: list[CheckResult], policy: GatePolicy) -> list[str]:
             f"effects are above the margins for {len(parts)} metric(s): " + ", ".join(parts)
         )
     return out
+
+
+def _family_parts(planned: list[_Planned]) -> tuple[list[int], list[int]]:
+    """The multiplicity family, from what the registered checks declare (harness.gate.checks):
+    the comparisons whose paired p-value a check tests against a level (each counts once, however
+    many checks read that one p-value), and per comparison the number of CI bounds checks decide
+    against a margin."""
+    declared = [c for c in gate_checks("metric") if c.family is not None]
+    tested = [
+        k
+        for k, pl in enumerate(planned)
+        if any(c.family == "p_value" and c.family_members(pl.rule) for c in declared)
+    ]
+    bounds = [sum(c.family_members(pl.rule) for c in declared if c.family == "ci_bound") for pl in planned]
+    return tested, bounds
 
 
 def _metric_checks(

@@ -11,15 +11,17 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 
 from harness.errors import UserError
 from suites.metrics import tokenize as tk
 from suites.metrics.base import METRICS, ExampleView, MetricResult, Scorer
 from suites.metrics.tokenize import Tokenize
+
+if TYPE_CHECKING:
+    from rouge_score import rouge_scorer
 
 NO_REFERENCES = "example has no reference answer"
 
@@ -224,6 +226,10 @@ def _rouge_factory(rouge_type: str) -> Callable[..., Scorer]:
         scorers: dict[str, rouge_scorer.RougeScorer] = {}
 
         def scorer_for(mode: str) -> rouge_scorer.RougeScorer:
+            # imported here: rouge_score pulls in nltk and scipy.stats (~1.6 s), which every
+            # command that loads the suites package would otherwise pay
+            from rouge_score import rouge_scorer
+
             if mode not in scorers:
                 tokenizer = None if mode == "default" else tk.RougeTokenizer(mode, use_stemmer)
                 scorers[mode] = rouge_scorer.RougeScorer(
