@@ -7,4 +7,11 @@ bash scripts/setup.sh
 bash scripts/setup-test.sh
 bash scripts/lint.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest -q --durations=20 "$@"
+# One pytest-xdist worker per core (at most 4; TUNEGATE_TEST_WORKERS=1 runs in one process), a
+# test file per worker at a time: module fixtures are built once, and the heavy files start first
+# (tests/conftest.py). The 20 slowest tests are printed at the end of every run.
+WORKERS=${TUNEGATE_TEST_WORKERS:-$(nproc)}
+if (( WORKERS > 4 )); then WORKERS=4; fi
+XDIST=()
+if (( WORKERS > 1 )); then XDIST=(-n "$WORKERS" --dist loadfile); fi
+exec .venv/bin/python -m pytest -q --durations=20 "${XDIST[@]}" "$@"

@@ -14,6 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Under pytest-xdist (scripts/test.sh runs one worker per core) each worker's torch, and every CLI
+# it starts, gets one thread: two 2-thread OpenMP pools on 2 cores spin against each other.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,12 +106,40 @@ def echo_server(tmp_path_factory):
         yield srv
 
 
+def once_per_run(tmp_path_factory, name: str, make):
+    """`make(folder)` run once per test run, whatever the number of xdist workers: the first
+    worker makes it under a file lock in the run's shared temporary folder, the others wait and
+    read the pickled result."""
+    import pickle
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # popen-gwN's parent: the same folder for every worker of this run
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.pickle"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            done.write_bytes(pickle.dumps(make(folder)))
+    return pickle.loads(done.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def side_env(tmp_path_factory):
+    """`side_env(name)`: tests/envs.py's environment with tunegate from this checkout installed,
+    once per run (a reinstall under a test running in another worker would pull files away)."""
+    from tests import envs
+
+    return lambda name: once_per_run(tmp_path_factory, f"env-{name}", lambda _: envs.install(name))
+
+
 @pytest.fixture(scope="session")
 def candidate_adapters(tmp_path_factory):
-    """Real adapters for the #17 tests (tests/candidates_fixtures.py), made once per session."""
+    """Real adapters for the #17 tests (tests/candidates_fixtures.py), trained once per run."""
     from tests.candidates_fixtures import make_adapters
 
-    return make_adapters(tmp_path_factory.mktemp("candidates"))
+    return once_per_run(tmp_path_factory, "candidates", make_adapters)
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +159,25 @@ def vllm(request, tmp_path_factory):
     with VllmServer(resolve_model("smollm2").weights, {"cand": adapter}, log=log) as srv:
         srv.adapter = adapter
         yield srv
+
+
+HEAVY_FIRST = (
+    "test_llamacpp.py",
+    "test_vllm_inprocess.py",
+    "test_vllm_server.py",
+    "test_endpoint.py",
+    "test_verdict_readable.py",
+    "test_cli.py",
+    "test_hostile_outputs.py",
+    "test_hostile_limits.py",
+    "test_endpoint_prefix.py",
+    "test_trainers.py",
+)
+"""The files that take longest (measured with --durations=0), started first so that no worker is
+left with one of them at the end while the other idles (scripts/test.sh: --dist loadfile)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-random-order, which shuffles when asked to
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as collected

@@ -93,17 +93,22 @@ def ensure(name: str) -> Path:
 
 def install(name: str) -> Path:
     """`ensure(name)`, then tunegate from this checkout into it (no dependencies: they are there)."""
+    import fcntl
+
     folder = ensure(name)
-    subprocess.run(
-        [
-            str(folder / "bin" / "python"),
-            *("-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--no-build-isolation", "--force-reinstall", "--no-index", str(ROOT)),
-        ],
-        check=True,
-        env={**os.environ, "PIP_NO_CACHE_DIR": "1"},  # never reuse a wheel of an older checkout
-        cwd=folder,
-    )
+    # two test files (in two xdist workers) may install into one environment at the same time
+    with open(folder / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [
+                str(folder / "bin" / "python"),
+                *("-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+                *("--no-deps", "--no-build-isolation", "--force-reinstall", "--no-index", str(ROOT)),
+            ],
+            check=True,
+            env={**os.environ, "PIP_NO_CACHE_DIR": "1"},  # never reuse a wheel of an older checkout
+            cwd=folder,
+        )
     return folder
 
 

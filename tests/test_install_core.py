@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests import envs
-
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "suites" / "builtin" / "data" / "finetune_qa.jsonl"
 
 
 @pytest.fixture(scope="module")
-def core_env() -> Path:
-    return envs.install("core")
+def core_env(side_env) -> Path:
+    return side_env("core")
 
 
 def _tunegate(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

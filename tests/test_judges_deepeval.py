@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import envs
 from tests.conftest import run_cli
 
 QA = [
@@ -24,8 +23,8 @@ QA = [
 
 
 @pytest.fixture(scope="module")
-def deepeval_env() -> Path:
-    return envs.install("deepeval")
+def deepeval_env(side_env) -> Path:
+    return side_env("deepeval")
 
 
 def _suite(tmp_path: Path, base_url: str) -> Path:

@@ -21,7 +21,6 @@ import duckdb
 import pytest
 
 from harness.ray_shards import KILL_ENV
-from tests import envs
 from tests.conftest import run_cli
 
 N_EXAMPLES = 6
@@ -138,8 +137,8 @@ def test_bad_combinations_are_refused_before_a_cluster_starts(tmp_path):
     assert not db.exists() and json.loads((folder / "plan.json").read_text())["n"] == 3
 
 
-def test_without_ray_installed_the_error_names_the_extra(tmp_path):
-    core = envs.install("core")  # tunegate without extras: no ray (and no torch)
+def test_without_ray_installed_the_error_names_the_extra(tmp_path, side_env):
+    core = side_env("core")  # tunegate without extras: no ray (and no torch)
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     p = subprocess.run(
         [str(core / "bin" / "python"), "-m", "tunegate", *RUN, "--ray", "local", "--shards", "2"],
