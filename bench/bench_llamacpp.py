@@ -1,16 +1,20 @@
 """`llamacpp:` against llama.cpp's own tools and the transformers backend, on the same GGUF, side
 by side in one run, on CPU with the same thread count.
 
-llama.cpp's own: `llama-bench` (prompt processing pp256/pp512, generation tg32) and
-`llama-perplexity -c 512` on the heldout-text paragraphs, built once from the llama.cpp source
-vendored in the llama-cpp-python sdist (scripts/build-llama-tools.sh, cached). `llamacpp:`:
-the same perplexity work (rolling windows of 512 over the same text), the same 32 chat prompts x
-32 new greedy tokens at batch 1 and batch 8, and heldout-text in windows of 256 (the built-in
-suite). transformers: the same GGUF de-quantized to fp32 (what `smollm2` / `gguf:FILE` load),
-generation at batch 8 and heldout-text: the quality difference is the quantized arithmetic alone.
-Peak memory of a `llamacpp:` run is measured in a child process (ru_maxrss).
+llama.cpp's own: `llama-bench` (prompt processing pp256/pp512, generation tg32),
+`llama-perplexity -c 512` on the heldout-text paragraphs, and `llama-batched-bench` (1 and 8
+parallel sequences of the chat prompts' mean length + 32 generated tokens: what llama.cpp itself
+gains from batching on this machine, the ceiling of the batch-8 target), built once from the
+llama.cpp source vendored in the llama-cpp-python sdist (scripts/build-llama-tools.sh, cached).
+`llamacpp:`: llama-perplexity's own work (its 512-token chunks, logits of the second half of
+each), rolling windows of 512 over the same text (every token scored: twice the output rows),
+the same 32 chat prompts x 32 new greedy tokens at batch 1 and batch 8, and heldout-text in
+windows of 256 (the built-in suite). transformers: the same GGUF de-quantized to fp32 (what
+`smollm2` / `gguf:FILE` load), generation at batch 8 and heldout-text: the quality difference is
+the quantized arithmetic alone. Peak memory of a `llamacpp:` run is measured in a child process
+(VmHWM), with its RSS after each step.
 
-.venv/bin/python bench/bench_llamacpp.py [--threads 2]
+.venv/bin/python bench/bench_llamacpp.py [--threads 2] [--no-transformers]
 """
 
 from __future__ import annotations
@@ -89,6 +93,41 @@ def llama_perplexity(tools: Path, gguf: Path, threads: int, text: str) -> tuple[
     return n / (secs(end) - secs(start)), float(end.group(5)), n
 
 
+def batched_bench(tools: Path, gguf: Path, threads: int, pp: int, fa: str) -> dict[int, dict[str, float]]:
+    """llama-batched-bench at 1 and 8 parallel sequences of `pp` prompt tokens + 32 generated
+    (each sequence its own prompt, decoded together; then one token per sequence per decode):
+    {parallel: its jsonl row (speed_pp, speed_tg, t ...)}."""
+    cmd = [str(tools / "llama-batched-bench"), "-m", str(gguf), "-t", str(threads), "-c", "4096"]
+    cmd += ["-b", "2048", "-ub", "512", "-npp", str(pp), "-ntg", "32", "-npl", "1,8", "-fa", fa]
+    cmd += ["--output-format", "jsonl"]
+    log = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    rows = [
+        json.loads(line) for line in (log.stdout + log.stderr).splitlines() if line.startswith('{"n_kv_max"')
+    ]
+    if len(rows) != 2:
+        raise RuntimeError("llama-batched-bench output not understood:\n" + (log.stdout + log.stderr)[-2000:])
+    return {int(r["pl"]): r for r in rows}
+
+
+def perplexity_chunks(ll: LlamaCppBackend, text: str) -> tuple[float, float, int]:
+    """(tokens/s, perplexity, tokens) of `llamacpp:` doing llama-perplexity -c 512's work: the
+    text's tokens (BOS first) in chunks of 512, each chunk's first token BOS, logits for
+    positions 256..511, tokens 257..511 scored (through the backend's window scorer)."""
+    ids = ll.tokenize(text, add_bos=ll.vocab._model.add_bos_token())
+    bos = ll.vocab.token_bos()
+    windows = []
+    for c in range(len(ids) // 512):
+        chunk = ids[c * 512 : (c + 1) * 512]
+        if bos != -1:
+            chunk = [bos] + chunk[1:]
+        windows.append((chunk, chunk[257:] + [chunk[0]]))  # the last row's target: unscored
+    t0 = time.perf_counter()
+    scored = ll._score(windows)
+    secs = time.perf_counter() - t0
+    lp = [float(x) for lps, _ in scored for x in lps[:-1]]
+    return len(windows) * 512 / secs, math.exp(-sum(lp) / len(lp)), len(windows) * 512
+
+
 def _gen(m, prompts, params, batch):
     t0 = time.perf_counter()
     outs = {i: g for b in m.generate(prompts, params, batch) for i, g in b}
@@ -102,26 +141,37 @@ def _steps(ll: LlamaCppBackend) -> dict[str, float]:
     return {k: sum(e.stats[k] for e in engines) for k in keys}
 
 
-def _peak_memory(spec: str, prompts: list[str], text: str) -> int:
-    """Max RSS (bytes) of a child process doing a `llamacpp:` run's work: load, generate at
-    batch 8, and rolling log-likelihood in windows of 512."""
+def _peak_memory(spec: str, prompts: list[str], text: str) -> tuple[int, int, list[str]]:
+    """(max RSS in bytes, KV cells of its contexts, RSS at each step) of a child process doing
+    a `llamacpp:` run's work: load, generate at batch 8, rolling log-likelihood in windows of 512.
+    VmHWM/VmRSS: ru_maxrss would keep the forked bench's own peak; tracemalloc sees no C memory."""
     code = f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})
 from harness.config import GenerationParams
 from harness.models import resolve_model
 from harness.models.llamacpp import LlamaCppBackend
+def mib(key):
+    return int([l for l in open("/proc/self/status") if l.startswith(key)][0].split()[1]) // 1024
+steps = [f"start {{mib('VmRSS')}}"]
 b = LlamaCppBackend(resolve_model({spec!r}))
+b.llm
+steps.append(f"weights {{mib('VmRSS')}}")
 list(b.generate({prompts!r}, GenerationParams(max_new_tokens=32), 8))
+steps.append(f"generated at batch 8 {{mib('VmRSS')}} (peak {{mib('VmHWM')}})")
 list(b.rolling_loglikelihood([{text!r}], 512, 512, 1))
-print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+steps.append(f"rolling 512 {{mib('VmRSS')}} (peak {{mib('VmHWM')}})")
+cells = sum(e.n_ctx for e in (b._engine, b._multi) if e is not None)
+print(mib("VmHWM"), cells, "; ".join(steps))
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return int(out.split()[-1]) * 1024  # VmHWM (kB): ru_maxrss would keep the forked bench's own peak
+    hwm, cells, steps = out.strip().splitlines()[-1].split(" ", 2)
+    return int(hwm) * 2**20, int(cells), steps.split("; ")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2, help="every side (default: 2)")
+    ap.add_argument("--no-transformers", action="store_true", help="llama.cpp's tools and llamacpp: only")
     args = ap.parse_args()
     import torch
 
@@ -129,25 +179,28 @@ def main() -> None:
     gguf = smollm2_gguf()
     tools = _tools()
     spec = f"llamacpp:{gguf}?n_threads={args.threads}"
-    hf = HFModel(resolve_model("smollm2"))
+    hf = None if args.no_transformers else HFModel(resolve_model("smollm2"))
     ll = LlamaCppBackend(resolve_model(spec))
     print(f"threads: {args.threads} (torch {torch.get_num_threads()}); file {gguf.name}; tools {tools}")
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
-    _ = hf.model, ll.engine(), ll.multi(8, 256)  # load outside the timings
+    _ = hf.model if hf else None, ll.engine(512), ll.multi(8, 256)  # load outside the timings
 
     chats = _prompts()
     params = GenerationParams(max_new_tokens=32)
     prompts = [ll.render_chat(c) for c in chats]
-    assert prompts == [hf.render_chat(c) for c in chats], "chat templates disagree"
+    assert hf is None or prompts == [hf.render_chat(c) for c in chats], "chat templates disagree"
     texts = _texts()
     corpus = "\n\n".join(texts)
-    for m in (hf, ll):  # warm-up: first-call allocations and thread pools
+    for m in [x for x in (hf, ll) if x is not None]:  # warm-up: first-call allocations and thread pools
         list(m.generate(prompts[:1], params, 1))
         list(m.rolling_loglikelihood(["A short warm-up text."], 256, 256, 8))
 
     # llama.cpp's own tools, then ours on the same work, back to back
     own = llama_bench(tools, gguf, args.threads)
     own_ppl_tps, own_ppl, own_ppl_n = llama_perplexity(tools, gguf, args.threads, corpus)
+    chunks_tps, chunks_ppl, chunks_n = perplexity_chunks(ll, corpus)
+    mean_pp = round(sum(len(ll.tokenize(p)) for p in prompts) / len(prompts))
+    own_batched = {fa: batched_bench(tools, gguf, args.threads, mean_pp, fa) for fa in ("off", "on")}
     t0 = time.perf_counter()
     [[(_, rolled)]] = list(ll.rolling_loglikelihood([corpus], 512, 512, 1))
     ours_ppl_tps = rolled.n_tokens / (time.perf_counter() - t0)
@@ -158,6 +211,8 @@ def main() -> None:
         ("llamacpp batch 8", ll, 8),
         ("transformers fp32 batch 8", hf, 8),
     ):
+        if m is None:
+            continue
         stats = _steps(ll)
         secs, outs = _gen(m, prompts, params, batch)
         outputs[name] = outs
@@ -170,6 +225,8 @@ def main() -> None:
         )
     ppl_rows, quality = [], {}
     for name, m in (("transformers (fp32)", hf), ("llama.cpp (Q4_1)", ll)):
+        if m is None:
+            continue
         t0 = time.perf_counter()
         res = {i: r for b in m.rolling_loglikelihood(texts, 256, 256, 8) for i, r in b}
         ppl_rows.append((f"{name} heldout-text", time.perf_counter() - t0))
@@ -186,17 +243,27 @@ def main() -> None:
         print(f"  llama-bench {k:<22} {v:8.1f} tok/s")
     print(f"  llama-perplexity -c 512      {own_ppl_tps:8.1f} tok/s ({own_ppl_n} tokens, PPL {own_ppl:.4f})")
     ours_ppl = math.exp(rolled.nll / rolled.n_tokens)
+    print(f"  llamacpp: the same chunks    {chunks_tps:8.1f} tok/s ({chunks_n} tokens, PPL {chunks_ppl:.4f})")
     print(
         f"  llamacpp: rolling 512        {ours_ppl_tps:8.1f} tok/s "
-        f"({rolled.n_tokens} tokens, all scored, PPL {ours_ppl:.4f})"
+        f"({rolled.n_tokens} tokens, all scored: twice the output rows, PPL {ours_ppl:.4f})"
     )
+    for fa, rows in own_batched.items():
+        one, eight = rows[1], rows[8]
+        gen1, gen8 = 32 / one["t"], 8 * 32 / eight["t"]
+        print(
+            f"  llama-batched-bench -fa {fa:<3}  pp {mean_pp} + tg 32: generated tok/s (prompt included) "
+            f"1 seq {gen1:6.1f}, 8 seqs {gen8:6.1f} = {gen8 / gen1:.2f}x; prompt {one['speed_pp']:.0f} -> "
+            f"{eight['speed_pp']:.0f} tok/s, generation {one['speed_tg']:.1f} -> "
+            f"{eight['speed_tg']:.1f} tok/s"
+        )
 
     print("\n== generation: 32 chat prompts x 32 new tokens (greedy), prompts included")
     for name, (secs, n, step) in gen.items():
         extra = f", decode steps only {step:6.1f} tok/s" if name.startswith("llamacpp") else ""
         print(f"  {name:<28} {secs:7.2f} s {n / secs:8.1f} generated tok/s ({n} tokens){extra}")
     base = outputs["llamacpp batch 1"]
-    for name in ("llamacpp batch 8", "transformers fp32 batch 8"):
+    for name in [n for n in ("llamacpp batch 8", "transformers fp32 batch 8") if n in outputs]:
         same = sum(outputs[name][i].text == base[i].text for i in range(32))
         print(f"  identical greedy outputs, {name} vs llamacpp batch 1: {same}/32")
 
@@ -207,29 +274,32 @@ def main() -> None:
     for name, (ppl, bpb, n_tok) in quality.items():
         print(f"  {name:<34} perplexity {ppl:8.4f}   bits/byte {bpb:.5f}   tokens {n_tok}")
 
-    peak = _peak_memory(spec, prompts, corpus)
-    e = ll.engine()  # the n_ctx one; the batch contexts' streams are counted as measured
+    peak, cells, steps = _peak_memory(spec, prompts, corpus)
     meta = ll.metadata
     arch = meta.get("general.architecture", "llama")
     n_layer, n_head = int(meta[f"{arch}.block_count"]), int(meta[f"{arch}.attention.head_count"])
     n_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
     head = int(meta[f"{arch}.embedding_length"]) // n_head
-    cells = e.n_ctx + (ll._multi.n_ctx if ll._multi is not None else 0)  # both contexts' caches
     kv = cells * n_layer * 2 * n_kv * head * 2  # K and V, f16
     budget = gguf.stat().st_size + kv + 200 * 2**20
     print("\n== peak memory of a llamacpp: run (child process: load, generate at batch 8, rolling 512)")
     print(f"  peak RSS {peak / 2**20:7.1f} MiB; budget = file {gguf.stat().st_size / 2**20:.1f} + KV caches "
-          f"{kv / 2**20:.1f} ({cells} cells: n_ctx {e.n_ctx} + batch streams) + 200 "
-          f"= {budget / 2**20:.1f} MiB")  # fmt: skip
+          f"{kv / 2**20:.1f} ({cells} cells of its contexts) + 200 = {budget / 2**20:.1f} MiB")  # fmt: skip
+    print(f"  RSS (MiB) along the way: {'; '.join(steps)}")
 
     g = {k: n / s for k, (s, n, _) in gen.items()}
-    b1, b8, t8 = g["llamacpp batch 1"], g["llamacpp batch 8"], g["transformers fp32 batch 8"]
+    b1, b8 = g["llamacpp batch 1"], g["llamacpp batch 8"]
+    t8 = g.get("transformers fp32 batch 8", float("nan"))
+    b8_own = {fa: 8 * 32 / r[8]["t"] / (32 / r[1]["t"]) for fa, r in own_batched.items()}
     checks = [
-        ("perplexity tok/s vs llama-perplexity", ours_ppl_tps / own_ppl_tps, 0.9),
+        ("llama-perplexity's work vs llama-perplexity", chunks_tps / own_ppl_tps, 0.9),
+        ("rolling 512 (all scored) vs llama-perplexity", ours_ppl_tps / own_ppl_tps, 0.9),
         ("perplexity tok/s vs llama-bench pp512", ours_ppl_tps / own["pp512"], 0.9),
         ("batch-1 decode steps vs llama-bench tg32", gen["llamacpp batch 1"][2] / own["tg32"], 0.9),
         ("batch-1 end-to-end vs llama-bench tg32", b1 / own["tg32"], 0.9),
         ("batch 8 vs own batch 1 (end-to-end)", b8 / b1, 2.5),
+        ("  llama-batched-bench's own 8 vs 1 (-fa off)", b8_own["off"], 2.5),
+        ("  llama-batched-bench's own 8 vs 1 (-fa on)", b8_own["on"], 2.5),
         ("batch 8 vs transformers fp32 batch 8", b8 / t8, 1.5),
         ("peak memory / budget", peak / budget, 1.0),
     ]

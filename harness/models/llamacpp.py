@@ -61,8 +61,8 @@ _OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_template"}
 _NUMERIC_OPTIONS = ("n_ctx", "n_batch")
 # A 128k-context file would otherwise allocate a multi-GB KV cache for 1k-token windows.
 DEFAULT_MAX_CTX = 8192
-# The many-sequence context (one KV stream per sequence): at least this many sequences of at
-# least this many cells, re-created larger when a batch asks for it.
+# The many-sequence context (one KV stream per sequence): streams of at least MIN_CELLS cells,
+# as many as the batch asks (MIN_SEQS when scoring windows), re-created larger when asked.
 MIN_SEQS, MIN_CELLS = 16, 256
 
 Batch = list[tuple[int, Any]]
@@ -235,21 +235,29 @@ class LlamaCppBackend:
             log.info("loaded %s with llama.cpp in %.1f s", self.path.name, time.perf_counter() - t0)
         return self._llm
 
-    def engine(self) -> Engine:
-        """The one-sequence context (n_ctx cells): long windows and prompts, the prefix-sharing
-        log-likelihood path, whole rows."""
-        if self._engine is None:
+    def engine(self, cells: int | None = None) -> Engine:
+        """The one-sequence context: long windows and prompts, the prefix-sharing log-likelihood
+        path, whole rows. Sized to the tokens asked so far (`cells`; None: n_ctx), in powers of
+        two from n_batch up to n_ctx, re-created larger when asked for more: its KV cache and
+        compute buffer grow with its cells (at 8192: 180 + 166 MiB; at 512: 11 + 98 MiB). The
+        numbers do not depend on its size: llama.cpp attends to max(256, used cells rounded up
+        to 256) cells of any cache holding them."""
+        n_batch = min(self.n_batch, self.n_ctx)
+        want = self.n_ctx if cells is None else max(cells, n_batch, 256)
+        want = min(self.n_ctx, 1 << (want - 1).bit_length())
+        have = self._engine
+        if have is None or have.n_ctx < want:
             llm = self.llm
-            n_batch = min(self.n_batch, self.n_ctx)
-            self._engine = Engine(
-                llm, n_ctx=self.n_ctx, n_batch=n_batch, n_threads=self.n_threads, n_seq_max=1
-            )
+            if have is not None:
+                have.close()
+            self._engine = Engine(llm, n_ctx=want, n_batch=n_batch, n_threads=self.n_threads, n_seq_max=1)
+        assert self._engine is not None
         return self._engine
 
     def multi(self, n_seqs: int, cells: int) -> Engine:
         """The many-sequence context: `n_seqs` KV streams of `cells` cells each (a sequence
         sees its own stream only, so its numbers are those of one-at-a-time decoding)."""
-        n_seqs, cells = max(n_seqs, MIN_SEQS), -(-max(cells, MIN_CELLS) // 256) * 256
+        n_seqs, cells = max(n_seqs, 2), -(-max(cells, MIN_CELLS) // 256) * 256
         have = self._multi
         if have is None or have.n_seq_max < n_seqs or have.n_ctx // have.n_seq_max < cells:
             if have is not None:
@@ -356,7 +364,7 @@ class LlamaCppBackend:
         if len(tokens) > self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit n_ctx={self.n_ctx}")
         self.calls["eval"] += 1
-        return log_softmax_rows(self.engine().rows(tokens, first_row))
+        return log_softmax_rows(self.engine(len(tokens)).rows(tokens, first_row))
 
     def text_logprobs(self, text: str) -> list[float | None]:
         """Per-token log-probabilities of `text` as a completions endpoint with echo reports
@@ -459,7 +467,7 @@ class LlamaCppBackend:
             fits = len(group) > 1 and len(group) * need <= max(self.n_ctx, MIN_SEQS * MIN_CELLS)
             parts = [group] if fits or len(group) == 1 else [[g] for g in group]
             for part in parts:
-                eng = self.multi(len(part), need) if len(part) > 1 else self.engine()
+                eng = self.multi(len(part), need) if len(part) > 1 else self.engine(need)
                 fins = [
                     Completion(self.llm, ids, self._max_tokens(len(ids), params), params.stop)
                     for _, ids, _ in part
@@ -543,12 +551,13 @@ class LlamaCppBackend:
             per = min(limit // length, MIN_SEQS)
             packs += [ws[k : k + per] for k in range(0, len(ws), per) if len(ws[k : k + per]) > 1]
         packed = {w for p in packs for w in p}
-        single = self.engine()
-        before = single.stats["decodes"]
-        for w, (inp, tgt) in enumerate(windows):
-            if w not in packed:
-                out[w] = single.score_one(inp, tgt)
-        self.calls["eval"] += int(single.stats["decodes"] - before)
+        alone = [w for w in range(len(windows)) if w not in packed]
+        if alone:
+            single = self.engine(max(len(windows[w][0]) for w in alone))
+            before = single.stats["decodes"]
+            for w in alone:
+                out[w] = single.score_one(*windows[w])
+            self.calls["eval"] += int(single.stats["decodes"] - before)
         if packs:
             eng = self.multi(MIN_SEQS, max(len(windows[p[0]][0]) for p in packs))
             for p in packs:

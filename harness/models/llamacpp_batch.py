@@ -11,12 +11,19 @@
   each with its own sampler chain, stopping as `Llama.create_completion` stops: `Completion`), and
   windows of one length several per `llama_decode` (`score_together`).
 
-Why streams and these shapes: with this llama.cpp (0.3.36's, CPU), a sequence's logits depend
-on more than its tokens — on where its cells sit in a shared (unified) cache (up to 0.3 nats
-per token when not at an aligned offset) and on whether it has one query or several in a
-physical batch. A stream per sequence puts its cells where they are alone, and every sequence
-gets the query counts of the one-at-a-time path, so the numbers are those of earlier versions
-(measured: identical logits; sums differ by float32 rounding of the log-sum-exp only).
+Why streams and these shapes: with this llama.cpp (0.3.36's, CPU, flash attention off), a
+sequence's logits depend on more than its tokens — on where its cells sit in a shared (unified)
+cache and on whether it has one query or several in a physical batch (bench/llamacpp_kv_probe.py).
+The attention kernels round differently by shape (the row softmax adds its exps in float 8
+cells at a time, so the cells' offset decides which share a partial sum; one query is a
+dot-product loop, several a tiled GEMM), and the 8-bit re-quantization of activations before
+each of 30 layers' matmuls turns such last-bit differences into ~0.03-0.2 nats per scored
+token (up to ~1 nat over a whole vocabulary row): the size of the Q4_1 file's own distance
+from fp32. Flash attention with fewer than 64 queries per ubatch (its per-query kernel) is
+bitwise invariant to all of it, but its numbers are not today's. A stream per sequence puts its
+cells where they are alone, and every sequence gets the query counts of the one-at-a-time path,
+so the numbers are those of earlier versions (measured: identical logits; sums differ by float32
+rounding of the log-sum-exp only).
 
 Each scored row is reduced on the spot to its target's log-probability (the logit minus the
 row's log-sum-exp, exp in float32, sum in float64) and whether it is the argmax.
@@ -217,8 +224,26 @@ class Engine:
         return out
 
     def score_one(self, inp: list[int], tgt: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """One window on sequence 0, as the one-at-a-time path scored it."""
-        return _reduce(self.rows(inp, len(inp) - len(tgt)), np.asarray(tgt, dtype=np.int64))
+        """One window on sequence 0, as the one-at-a-time path scored it. More rows than are
+        kept for a next request (a rolling window): each llama_decode's rows are reduced in
+        llama.cpp's own logits buffer, none copied (the same decodes, the same numbers)."""
+        first = len(inp) - len(tgt)
+        targets = np.asarray(tgt, dtype=np.int64)
+        keep = _common_prefix([self.cached, inp]) if self.cached else 0
+        if len(tgt) <= KEEP_ROWS or keep > first:
+            return _reduce(self.rows(inp, first), targets)
+        self.seq_rm(0, keep, -1)
+        self.cached, self._rows = inp[:keep], {}
+        lps, tops = [], []
+        for lo in range(keep, len(inp), self.n_batch):
+            hi = min(lo + self.n_batch, len(inp))
+            out = self.decode([(inp[j], j, (0,), j >= first) for j in range(lo, hi)])
+            self.cached = inp[:hi]
+            if len(out):
+                lp, top = _reduce(out, targets[max(lo, first) - first : hi - first])
+                lps.append(lp)
+                tops.append(top)
+        return np.concatenate(lps), np.concatenate(tops)
 
     def rows(self, inp: list[int], first: int) -> np.ndarray:
         """float32 logits rows first.. of `inp` on sequence 0, made as the one-at-a-time path
