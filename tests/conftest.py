@@ -38,7 +38,7 @@ def llama(tmp_path_factory):
     from tests.llama_server import LlamaServer
 
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    with LlamaServer(n_threads=2, log=log, aliases=("smollm2", "candidate")) as srv:
+    with LlamaServer(log=log, aliases=("smollm2", "candidate")) as srv:
         yield srv
 
 
@@ -92,8 +92,9 @@ def llamacpp_smollm2():
     from harness.models import resolve_model
     from harness.models.gguf import smollm2_gguf
     from harness.models.llamacpp import LlamaCppBackend
+    from tests.llama_server import LLAMA_THREADS
 
-    return LlamaCppBackend(resolve_model(f"llamacpp:{smollm2_gguf()}?n_threads=2"))
+    return LlamaCppBackend(resolve_model(f"llamacpp:{smollm2_gguf()}?n_threads={LLAMA_THREADS}"))
 
 
 @pytest.fixture(scope="session")

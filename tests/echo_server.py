@@ -58,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.llama_server import free_port, stop_process, wait_until_serving
+from tests.llama_server import LLAMA_THREADS, free_port, stop_process, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -330,7 +330,7 @@ class EchoServer:
     def __init__(
         self,
         aliases: tuple[str, ...] = ("smollm2", "candidate"),
-        n_threads: int = 2,
+        n_threads: int = LLAMA_THREADS,
         n_ctx: int | None = 2048,
         model: Path | None = None,
         log: Path | None = None,

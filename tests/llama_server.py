@@ -12,6 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+LLAMA_THREADS = 1 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 else 2
+"""llama.cpp threads of the tests' servers and in-process contexts: one per pytest-xdist worker.
+llama.cpp's thread barriers spin: two 2-thread pools on 2 cores ran 50-100x slower (measured with
+bench/llamacpp_kv_probe.py), so a worker never starts more threads than its share of the cores."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -51,7 +56,7 @@ class LlamaServer:
 
     def __init__(
         self,
-        n_threads: int = 2,
+        n_threads: int = LLAMA_THREADS,
         n_ctx: int = 2048,
         log: Path | None = None,
         aliases: tuple[str, ...] = ("smollm2",),

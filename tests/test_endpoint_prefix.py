@@ -21,7 +21,7 @@ def gguf_server(tmp_path_factory):
     from harness.models.gguf import smollm2_gguf
 
     log = tmp_path_factory.mktemp("gguf-server") / "server.log"
-    with LlamaServer(n_threads=2, log=log, aliases=(str(smollm2_gguf()),)) as srv:
+    with LlamaServer(log=log, aliases=(str(smollm2_gguf()),)) as srv:
         yield srv
 
 
@@ -101,7 +101,7 @@ def test_server_killed_mid_run_stops_the_run_and_resume_completes_it(tmp_path):
     with no lost and no duplicated rows."""
     db = tmp_path / "dead.duckdb"
     log = tmp_path / "server.log"
-    srv = LlamaServer(n_threads=2, log=log, aliases=("smollm2",)).__enter__()
+    srv = LlamaServer(log=log, aliases=("smollm2",)).__enter__()
     try:
         spec = f"openai:smollm2@{srv.base_url}?max_concurrency=2"
         import subprocess
@@ -142,7 +142,7 @@ def test_server_killed_mid_run_stops_the_run_and_resume_completes_it(tmp_path):
     assert status == "failed" and 0 < stored < 30
 
     # the server is back on the same port (same model, same fingerprint): resume finishes it
-    again = LlamaServer(n_threads=2, log=tmp_path / "server2.log", aliases=("smollm2",))
+    again = LlamaServer(log=tmp_path / "server2.log", aliases=("smollm2",))
     again.port = srv.port
     with again:
         r = run_cli("run", "--resume", run_id, "--db", str(db))

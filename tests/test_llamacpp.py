@@ -21,6 +21,7 @@ from harness.errors import UserError
 from harness.models.gguf import smollm2_gguf
 from harness.store import Store
 from tests.conftest import run_cli, table_dump, write_suite
+from tests.llama_server import LLAMA_THREADS
 
 SENTENCE = "The capital of France is Paris."
 # Quantized (Q4_1 weights, Q8 activations in llama.cpp's dot products) vs the same weights
@@ -28,18 +29,19 @@ SENTENCE = "The capital of France is Paris."
 TOKEN_TOL = 0.3
 
 GGUF = str(smollm2_gguf())
-LLAMACPP = f"llamacpp:{GGUF}?n_threads=2"
+LLAMACPP = f"llamacpp:{GGUF}?n_threads={LLAMA_THREADS}"
 
 
 # -- specs ----------------------------------------------------------------------------------
 def test_spec_options_fingerprint_and_errors(tmp_path):
     from harness.models import parse_model_spec, resolve_model
 
-    spec = parse_model_spec(LLAMACPP + "&n_ctx=1024")
+    two = f"llamacpp:{GGUF}?n_threads=2"
+    spec = parse_model_spec(two + "&n_ctx=1024")
     assert spec.kind == "llamacpp" and spec.options == {"n_threads": 2, "n_ctx": 1024}
     fp = lambda raw: resolve_model(raw).fingerprint  # noqa: E731
     # threads change the speed, not the numbers; n_ctx can change them
-    assert fp(LLAMACPP) == fp(f"llamacpp:{GGUF}?n_threads=1") != fp(LLAMACPP + "&n_ctx=1024")
+    assert fp(two) == fp(f"llamacpp:{GGUF}?n_threads=1") != fp(two + "&n_ctx=1024")
     assert fp(LLAMACPP) != fp(f"gguf:{GGUF}")  # the artifact is not its de-quantized copy
     assert resolve_model(LLAMACPP).weights == smollm2_gguf()
 
@@ -328,7 +330,8 @@ def reference_llama():
     """The previous backend's context: every row's logits (logits_all), one sequence."""
     from llama_cpp import Llama
 
-    llm = Llama(GGUF, n_ctx=1024, n_batch=512, n_threads=2, n_threads_batch=2, logits_all=True, verbose=False)
+    threads = {"n_threads": LLAMA_THREADS, "n_threads_batch": LLAMA_THREADS}
+    llm = Llama(GGUF, n_ctx=1024, n_batch=512, **threads, logits_all=True, verbose=False)
     yield llm
     llm.close()
 
@@ -405,6 +408,29 @@ def test_loglikelihoods_equal_the_one_at_a_time_path(llamacpp_smollm2, reference
         assert ours[i].n_tokens == len(cont_ids)
         assert ours[i].logprob == pytest.approx(ref, abs=LL_TOL)
         assert ours[i].is_greedy == all(int(lp[k].argmax()) == t for k, t in enumerate(cont_ids))
+
+
+def test_context_sized_to_the_tokens_asked(reference_llama):
+    """The one-sequence context is as large as the tokens asked (not n_ctx: 180 MiB of KV cache
+    and 166 MiB of compute buffer at SmolLM2's 8192), grown when asked for more; its size does
+    not change the numbers (those of the reference context of 1024 cells)."""
+    import numpy as np
+
+    from harness.models import resolve_model
+    from harness.models.llamacpp import LlamaCppBackend
+
+    b = LlamaCppBackend(resolve_model(LLAMACPP))
+    try:
+        short = b.tokenize(SENTENCE)
+        long = b.tokenize(" ".join(_heldout(3)))[:700]
+        assert len(long) == 700
+        for tokens, cells in ((short, 512), (long, 1024)):
+            ours = b.token_logprobs(tokens)
+            assert b._engine is not None and b._engine.n_ctx == cells < b.n_ctx
+            ref = _reference_logprobs(reference_llama, tokens, 0)
+            assert np.abs(ours - ref).max() < 1e-4
+    finally:
+        b.close()
 
 
 def _suite_prompts(backend, per_suite: int) -> list[tuple[str, object]]:
