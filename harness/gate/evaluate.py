@@ -6,7 +6,7 @@ a level, or a CI bound against a margin); the second applies each check with its
 and, for the CI-bound checks (non_inferior / superior), a CI at the family-wise level.
 Suite-level checks (contamination, judge health) follow the same table. The checks themselves
 are registered objects (harness.gate.checks; built-ins in checks_metric, checks_suite,
-checks_load; their family parts in builtin_checks).
+checks_load; each declares its family part on its decorator).
 """
 
 from __future__ import annotations
