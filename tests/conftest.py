@@ -51,17 +51,39 @@ def store(tmp_path):
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-    """`tunegate ARGS` in a subprocess, as a user (or CI) runs it."""
+    """`tunegate ARGS` as a user (or CI) runs it: a process of its own, its exit status, its output.
+    Forked from the worker's preloaded server (tests/cli_server.py: torch and transformers imported
+    once, not per call) unless the call needs what a fork cannot give, then a fresh subprocess."""
     env = {**os.environ, "COLUMNS": "200", **kw.pop("env", {})}
-    return subprocess.run(
-        [sys.executable, "-m", "tunegate", *args],
-        cwd=cwd or ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kw,
-    )
+    cmd = [sys.executable, "-m", "tunegate", *args]
+    if not kw and _loads_a_model(args):
+        server = _cli_server()
+        if server is not None and server.can_run(env):
+            return server.run(cmd, args, cwd or ROOT, env, timeout)
+    kw.setdefault("capture_output", True)
+    return subprocess.run(cmd, cwd=cwd or ROOT, env=env, text=True, timeout=timeout, **kw)
+
+
+_CLI_SERVER: list = []
+
+
+def _loads_a_model(args: tuple[str, ...]) -> bool:
+    from tests.cli_server import MODEL_COMMANDS
+
+    command = next((a for a in args if not a.startswith("-")), "")
+    return command in MODEL_COMMANDS
+
+
+def _cli_server():
+    """This process's fork server, started on first use (None when turned off or it failed)."""
+    if not _CLI_SERVER:
+        server = None
+        if os.environ.get("TUNEGATE_TEST_FORK", "1") != "0":
+            from tests.cli_client import CliServer
+
+            server = CliServer.start(ROOT)
+        _CLI_SERVER.append(server)
+    return _CLI_SERVER[0]
 
 
 def write_suite(folder: Path, yaml_text: str, data: str | None = None, data_name: str = "data.jsonl") -> Path:
