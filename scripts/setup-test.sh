@@ -26,18 +26,11 @@ if ! { /usr/bin/chromium --version >/dev/null 2>&1 \
   fi
 fi
 # llama-cpp-python serves the judge tests' real OpenAI-compatible endpoint. It compiles llama.cpp
-# from source (~6 min on 2 cores), so the wheel is built once into a cache folder and installed
-# from there on every later (fresh-venv) setup. LLAVA_BUILD=OFF: the multimodal library is not
-# needed to serve a text model, and is a large part of the build.
-LLAMA_CPP="llama-cpp-python==0.3.36"
+# from source, so the wheel is built once into a cache folder (scripts/build-llama-wheel.sh; a
+# no-op when scripts/test.sh already built it) and installed from there on every later setup.
 if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
+  PYTHON=.venv/bin/python bash scripts/build-llama-wheel.sh
   WHEELS=${TUNEGATE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tunegate/wheels}
-  mkdir -p "$WHEELS"
-  if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
-    echo "building $LLAMA_CPP once (cached in $WHEELS)"
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-      .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$WHEELS" "$LLAMA_CPP"
-  fi
   "${PIP[@]}" --find-links "$WHEELS" "llama-cpp-python[server]==0.3.36"
 fi
 # The side environments, started at the top, must have finished too (their exit status counts).

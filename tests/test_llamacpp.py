@@ -433,6 +433,57 @@ def test_context_sized_to_the_tokens_asked(reference_llama):
         b.close()
 
 
+def test_one_context_open_at_a_time_and_stream_zero_gives_the_same_numbers(reference_llama):
+    """Peak memory: the many-sequence and one-sequence contexts are never open together (each
+    reserves a compute buffer for 512 logits rows). One sequence that fits a stream of the open
+    many-sequence context runs there, with the one-sequence context's numbers, bit for bit."""
+    import numpy as np
+
+    from harness.models import resolve_model
+    from harness.models.llamacpp import LlamaCppBackend
+
+    b = LlamaCppBackend(resolve_model(LLAMACPP))
+    try:
+        short = b.tokenize(SENTENCE)
+        long = b.tokenize(" ".join(_heldout(3)))[:700]
+        multi = b.multi(4, 256)
+        in_stream = b.token_logprobs(short)
+        assert b._multi is multi and b._engine is None  # served by stream 0, no second context
+        b.token_logprobs(long)  # 700 cells fit no stream of it: it is closed for the one-sequence context
+        assert b._multi is None and b._engine is not None and b._engine.n_ctx == 1024
+        alone = b.token_logprobs(short)
+        assert np.array_equal(in_stream, alone)
+        assert np.abs(alone - _reference_logprobs(reference_llama, short, 0)).max() < 1e-4
+        b.multi(2, 256)
+        assert b._engine is None
+    finally:
+        b.close()
+
+
+def test_a_context_that_would_grow_its_logits_buffers_is_made_anew(reference_llama):
+    """A decode with more logits rows than a context has output (after 64 or more) gets a fresh
+    context: llama.cpp would otherwise hold its old and new buffers at once (+170 MiB peak from
+    256 to 512 rows, bench/bench_llamacpp.py). The numbers stay the reference's."""
+    import numpy as np
+
+    from harness.models import resolve_model
+    from harness.models.llamacpp import LlamaCppBackend
+
+    b = LlamaCppBackend(resolve_model(LLAMACPP))
+    try:
+        text = b.tokenize(" ".join(_heldout(3)))
+        assert len(text) >= 300
+        b.token_logprobs(text[:20])
+        small = b._engine
+        b.token_logprobs(text[:100])  # 20 rows before: too few to matter, the same context
+        assert b._engine is small and small.rows_out_max == 80  # the shared 20 rows were kept
+        ours = b.token_logprobs(text[:300])
+        assert b._engine is not small and b._engine.rows_out_max == 300
+        assert np.abs(ours - _reference_logprobs(reference_llama, text[:300], 0)).max() < 1e-4
+    finally:
+        b.close()
+
+
 def _suite_prompts(backend, per_suite: int) -> list[tuple[str, object]]:
     """Rendered prompts and generation settings of the built-in generation suites."""
     from harness.config import GenerationParams

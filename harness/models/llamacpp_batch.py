@@ -82,6 +82,8 @@ class Engine:
         self.cached: list[int] = []
         """Tokens of sequence 0 in the cache (a later window sharing a prefix reuses them)."""
         self._rows: dict[int, np.ndarray] = {}  # position: float32 logits, of `cached`
+        self.rows_out_max = 0
+        """The most logits rows one llama_decode of this context has output."""
         self.stats: dict[str, float] = {
             "decodes": 0,
             "tokens": 0,
@@ -123,6 +125,7 @@ class Engine:
             self._seq[i][: len(seqs)] = seqs
             self._out[i] = out
             n_out += out
+        self.rows_out_max = max(self.rows_out_max, n_out)
         self._batch.n_tokens = n
         t0 = time.perf_counter()
         rc = self._lib.llama_decode(self.ctx, self._batch)
