@@ -11,8 +11,12 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # Side environments (tests/envs.py; dependencies cached by a hash of pyproject.toml), built in the
 # background: mostly downloads and unpacking, beside the llama.cpp compile below (cold: ~4 min
 # saved on 2 cores).
-.venv/bin/python tests/envs.py core deepeval vllm 2> >(grep -v "is ignored: it is neither" >&2) &
-ENVS=$!
+# (scripts/test.sh starts them itself, before setup.sh, and says so with TUNEGATE_SIDE_ENVS.)
+ENVS=
+if [ "${TUNEGATE_SIDE_ENVS:-}" != started ]; then
+  .venv/bin/python tests/envs.py core deepeval vllm 2> >(grep -v "is ignored: it is neither" >&2) &
+  ENVS=$!
+fi
 "${PIP[@]}" -e ".[local,train,test,docs,ray]"
 # Headless Chromium and a CJK font: the HTML report is tested in a real browser (Debian packages).
 if ! { /usr/bin/chromium --version >/dev/null 2>&1 \
@@ -34,4 +38,4 @@ if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
   "${PIP[@]}" --find-links "$WHEELS" "llama-cpp-python[server]==0.3.36"
 fi
 # The side environments, started at the top, must have finished too (their exit status counts).
-wait "$ENVS"
+if [ -n "$ENVS" ]; then wait "$ENVS"; fi
