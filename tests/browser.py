@@ -78,10 +78,18 @@ class Chromium:
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
         self.session: str | None = None
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.size = (width, height)
+        self.new_page()
+
+    def new_page(self) -> None:
+        """Another tab, which the page helpers use from now on; the previous one stays open."""
+        target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
+        self.session = self.send(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True
+        )["sessionId"]
         for domain in ("Page", "Runtime", "Network", "Log"):
             self.send(f"{domain}.enable")
+        width, height = self.size
         self.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -118,12 +126,14 @@ class Chromium:
             if "method" in m:
                 self.events.append(m)
 
-    def wait_event(self, method: str, timeout: float | None = None, since: int = 0) -> dict[str, Any]:
+    def wait_event(
+        self, method: str, timeout: float | None = None, since: int = 0, session: str | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + (timeout or self.timeout)
         seen = since
         while True:
             for e in self.events[seen:]:
-                if e["method"] == method:
+                if e["method"] == method and (session is None or e.get("sessionId") == session):
                     return e
             seen = len(self.events)
             m = self._read_message(deadline)
@@ -134,7 +144,7 @@ class Chromium:
     def open(self, url: str) -> None:
         mark = len(self.events)
         self.send("Page.navigate", {"url": url})
-        self.wait_event("Page.loadEventFired", since=mark)
+        self.wait_event("Page.loadEventFired", since=mark, session=self.session)
 
     def eval(self, expression: str) -> Any:
         r = self.send(
