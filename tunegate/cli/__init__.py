@@ -141,8 +141,10 @@ def main() -> None:
     install_log_filter()
     if not debug:
         _quiet_libraries()
-    signals.install()  # SIGTERM (CI cancel, `timeout`) is an interrupt like Ctrl-C
     try:
+        # SIGTERM (CI cancel, `timeout`) is an interrupt like Ctrl-C; installed inside the try: a
+        # signal landing the instant the handler is in place is an interrupt too (130 / 143).
+        signals.install()
         # Non-standalone typer returns exit codes (130 for Ctrl-C) instead of raising.
         rc = app(standalone_mode=False)
     except UserError as e:
